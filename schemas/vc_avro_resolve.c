@@ -1,0 +1,338 @@
+/* vc_avro_resolve.c -- events written with another registered writer schema,
+ * read through avro-c's schema resolution into the current reader schema.
+ *
+ * avro-c trusts the lengths it reads (a negative string length makes it write
+ * before its buffer, a huge one allocates it), so a body is first walked by a
+ * bounds-checked validator driven by the writer schema, and avro-c runs with
+ * a bounded allocator. The resolved value is then written back as a body of
+ * the current schema and read by the fast decoder, which applies the contract. */
+#include <avro.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vc_avro_internal.h"
+
+#define REGISTRY_MAX 16
+#define AVRO_ALLOC_MAX ((size_t)16 << 20) /* far above any event: a backstop, not a limit we expect to meet */
+#define WALK_DEPTH_MAX 32
+#define WALK_ITEMS_MAX 65536 /* array and map items per message */
+
+typedef struct {
+    uint64_t fp;
+    avro_schema_t writer;
+    avro_value_iface_t *resolver;
+    avro_value_t resolved;
+} registered_schema;
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static registered_schema registry[REGISTRY_MAX];
+static size_t registry_len;
+static avro_schema_t reader_schema;
+static avro_value_iface_t *reader_class;
+static avro_value_t reader_value;
+static pthread_once_t allocator_once = PTHREAD_ONCE_INIT;
+
+static void *bounded_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud;
+    (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    if (nsize > AVRO_ALLOC_MAX)
+        return NULL;
+    return realloc(ptr, nsize);
+}
+
+static void allocator_install(void)
+{
+    avro_set_allocator(bounded_alloc, NULL);
+}
+
+/* Called with registry_lock held. */
+static int reader_ensure(char *errstr, size_t errstr_size)
+{
+    const char *json = vc_schema_json();
+
+    if (reader_class)
+        return 0;
+    pthread_once(&allocator_once, allocator_install);
+    if (avro_schema_from_json_length(json, strlen(json), &reader_schema) != 0) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: %s", avro_strerror());
+        return -1;
+    }
+    reader_class = avro_generic_class_from_schema(reader_schema);
+    if (!reader_class || avro_generic_value_new(reader_class, &reader_value) != 0) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: %s", avro_strerror());
+        if (reader_class)
+            avro_value_iface_decref(reader_class);
+        reader_class = NULL;
+        avro_schema_decref(reader_schema);
+        reader_schema = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size)
+{
+    uint64_t fp;
+    avro_schema_t writer = NULL;
+    avro_value_iface_t *resolver;
+    int rc = -1;
+
+    if (vc_schema_fingerprint_of(schema_json, &fp, errstr, errstr_size) != 0)
+        return -1;
+    if (fp == vc_schema_fingerprint())
+        return 0;
+    pthread_mutex_lock(&registry_lock);
+    if (reader_ensure(errstr, errstr_size) != 0)
+        goto out;
+    for (size_t i = 0; i < registry_len; i++)
+        if (registry[i].fp == fp) {
+            rc = 0;
+            goto out;
+        }
+    if (registry_len == REGISTRY_MAX) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "already %d writer schemas registered",
+                      REGISTRY_MAX);
+        goto out;
+    }
+    if (avro_schema_from_json_length(schema_json, strlen(schema_json), &writer) != 0) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema: %s", avro_strerror());
+        goto out;
+    }
+    resolver = avro_resolved_writer_new(writer, reader_schema);
+    if (!resolver) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "cannot resolve into the current schema: %s",
+                      avro_strerror());
+        avro_schema_decref(writer);
+        goto out;
+    }
+    registered_schema *e = &registry[registry_len];
+    if (avro_resolved_writer_new_value(resolver, &e->resolved) != 0) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolver: %s", avro_strerror());
+        avro_value_iface_decref(resolver);
+        avro_schema_decref(writer);
+        goto out;
+    }
+    e->fp = fp;
+    e->writer = writer;
+    e->resolver = resolver;
+    registry_len++;
+    rc = 0;
+out:
+    pthread_mutex_unlock(&registry_lock);
+    return rc;
+}
+
+/* --- the pre-validating walk over a body of a writer schema --- */
+
+typedef struct {
+    const uint8_t *p, *end;
+    size_t items_left;
+    char *errstr;
+    size_t errstr_size;
+} walk;
+
+#define WALK_FAIL(w, rc, ...) vc_codec_fail((rc), (w)->errstr, (w)->errstr_size, __VA_ARGS__)
+#define TRY(expr)                                                                                                  \
+    do {                                                                                                           \
+        vc_codec_rc rc_ = (expr);                                                                                  \
+        if (rc_ != VC_CODEC_OK)                                                                                    \
+            return rc_;                                                                                            \
+    } while (0)
+
+static vc_codec_rc walk_varint(walk *w, int max_bytes, uint8_t last_max, int64_t *v)
+{
+    uint64_t u = 0;
+
+    for (int i = 0; i < max_bytes; i++) {
+        if (w->p == w->end)
+            return WALK_FAIL(w, VC_CODEC_ERR_TRUNCATED, "message ends inside a varint");
+        uint8_t b = *w->p++;
+        if (i == max_bytes - 1 && b > last_max)
+            return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "varint overflows");
+        u |= (uint64_t)(b & 0x7f) << (7 * i);
+        if (!(b & 0x80))
+            break;
+    }
+    *v = (int64_t)((u >> 1) ^ (0 - (u & 1)));
+    if (max_bytes == 5)
+        *v = (int32_t)(((uint32_t)u >> 1) ^ (0 - ((uint32_t)u & 1)));
+    return VC_CODEC_OK;
+}
+
+static vc_codec_rc walk_long(walk *w, int64_t *v)
+{
+    return walk_varint(w, 10, 0x01, v);
+}
+
+static vc_codec_rc walk_skip(walk *w, int64_t n, const char *what)
+{
+    if (n < 0)
+        return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "negative %s length", what);
+    if (n > w->end - w->p)
+        return WALK_FAIL(w, VC_CODEC_ERR_TRUNCATED, "message ends inside %s", what);
+    w->p += n;
+    return VC_CODEC_OK;
+}
+
+static vc_codec_rc walk_value(walk *w, avro_schema_t s, int depth);
+
+static vc_codec_rc walk_blocks(walk *w, avro_schema_t items, int is_map, int depth)
+{
+    for (;;) {
+        int64_t count, size;
+
+        TRY(walk_long(w, &count));
+        if (count == 0)
+            return VC_CODEC_OK;
+        if (count < 0) {
+            if (count == INT64_MIN)
+                return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "block count out of range");
+            count = -count;
+            TRY(walk_long(w, &size));
+            if (size < 0)
+                return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "negative block size");
+        }
+        if ((uint64_t)count > w->items_left)
+            return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "more than %d array or map items", WALK_ITEMS_MAX);
+        w->items_left -= (size_t)count;
+        for (int64_t i = 0; i < count; i++) {
+            if (is_map) {
+                int64_t klen;
+                TRY(walk_long(w, &klen));
+                TRY(walk_skip(w, klen, "map key"));
+            }
+            TRY(walk_value(w, items, depth + 1));
+        }
+    }
+}
+
+static vc_codec_rc walk_value(walk *w, avro_schema_t s, int depth)
+{
+    int64_t v;
+
+    if (depth > WALK_DEPTH_MAX)
+        return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "value nested deeper than %d", WALK_DEPTH_MAX);
+    switch (avro_typeof(s)) {
+    case AVRO_NULL:
+        return VC_CODEC_OK;
+    case AVRO_BOOLEAN:
+        if (w->p == w->end)
+            return WALK_FAIL(w, VC_CODEC_ERR_TRUNCATED, "message ends inside a boolean");
+        if (*w->p > 1)
+            return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "boolean byte %u", *w->p);
+        w->p++;
+        return VC_CODEC_OK;
+    case AVRO_INT32:
+        return walk_varint(w, 5, 0x0f, &v);
+    case AVRO_INT64:
+        return walk_long(w, &v);
+    case AVRO_FLOAT:
+        return walk_skip(w, 4, "float");
+    case AVRO_DOUBLE:
+        return walk_skip(w, 8, "double");
+    case AVRO_STRING:
+    case AVRO_BYTES:
+        TRY(walk_long(w, &v));
+        return walk_skip(w, v, "string");
+    case AVRO_FIXED:
+        return walk_skip(w, avro_schema_fixed_size(s), "fixed");
+    case AVRO_ENUM:
+        TRY(walk_varint(w, 5, 0x0f, &v));
+        if (v < 0 || v >= avro_schema_enum_number_of_symbols(s))
+            return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "enum symbol %lld out of range", (long long)v);
+        return VC_CODEC_OK;
+    case AVRO_UNION:
+        TRY(walk_long(w, &v));
+        if (v < 0 || (uint64_t)v >= avro_schema_union_size(s))
+            return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "union branch %lld out of range", (long long)v);
+        return walk_value(w, avro_schema_union_branch(s, (int)v), depth + 1);
+    case AVRO_RECORD:
+        for (size_t i = 0; i < avro_schema_record_size(s); i++)
+            TRY(walk_value(w, avro_schema_record_field_get_by_index(s, (int)i), depth + 1));
+        return VC_CODEC_OK;
+    case AVRO_ARRAY:
+        return walk_blocks(w, avro_schema_array_items(s), 0, depth);
+    case AVRO_MAP:
+        return walk_blocks(w, avro_schema_map_values(s), 1, depth);
+    case AVRO_LINK:
+        return walk_value(w, avro_schema_link_target(s), depth + 1);
+    default:
+        return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "unsupported schema type %d", (int)avro_typeof(s));
+    }
+}
+
+/* --- decoding through resolution --- */
+
+/* Called with registry_lock held. */
+static vc_codec_rc resolve_body(registered_schema *e, const uint8_t *body, size_t len, vc_event *ev, char *errstr,
+                                size_t errstr_size)
+{
+    walk w = {body, body + len, WALK_ITEMS_MAX, errstr, errstr_size};
+    avro_reader_t reader;
+    avro_writer_t writer;
+    size_t size;
+    char *out;
+    vc_codec_rc rc;
+
+    TRY(walk_value(&w, e->writer, 0));
+    if (w.p != w.end)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "%zu bytes after the event",
+                             (size_t)(w.end - w.p));
+
+    avro_value_reset(&reader_value);
+    avro_resolved_writer_set_dest(&e->resolved, &reader_value);
+    reader = avro_reader_memory((const char *)body, (int64_t)len);
+    if (!reader)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "avro reader: %s", avro_strerror());
+    int err = avro_value_read(reader, &e->resolved);
+    avro_reader_free(reader);
+    avro_resolved_writer_clear_dest(&e->resolved);
+    if (err)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema resolution: %s",
+                             avro_strerror());
+
+    if (avro_value_sizeof(&reader_value, &size) != 0)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolved value: %s", avro_strerror());
+    if (size > VC_EVENT_ENCODED_MAX)
+        return vc_codec_fail(VC_CODEC_ERR_INVALID, errstr, errstr_size, "resolved event of %zu bytes", size);
+    out = malloc(size ? size : 1);
+    if (!out)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "out of memory");
+    writer = avro_writer_memory(out, (int64_t)size);
+    if (!writer) {
+        free(out);
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "avro writer: %s", avro_strerror());
+    }
+    err = avro_value_write(writer, &reader_value);
+    avro_writer_free(writer);
+    if (err)
+        rc = vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolved value: %s", avro_strerror());
+    else
+        rc = vc_event_decode_body((const uint8_t *)out, size, ev, errstr, errstr_size);
+    free(out);
+    return rc;
+}
+
+vc_codec_rc vc_avro_decode_resolved(uint64_t fp, const uint8_t *body, size_t len, vc_event *ev, char *errstr,
+                                    size_t errstr_size)
+{
+    vc_codec_rc rc = VC_CODEC_ERR_FINGERPRINT;
+
+    pthread_mutex_lock(&registry_lock);
+    for (size_t i = 0; i < registry_len; i++)
+        if (registry[i].fp == fp) {
+            rc = resolve_body(&registry[i], body, len, ev, errstr, errstr_size);
+            break;
+        }
+    pthread_mutex_unlock(&registry_lock);
+    if (rc == VC_CODEC_ERR_FINGERPRINT)
+        vc_codec_fail(rc, errstr, errstr_size, "unknown writer schema fingerprint %016llx",
+                      (unsigned long long)fp);
+    return rc;
+}
