@@ -18,19 +18,21 @@
 #define WALK_DEPTH_MAX 32
 #define WALK_ITEMS_MAX 65536 /* array and map items per message */
 
+/* A body is read into a generic value of its writer schema; the resolved
+ * reader presents that value in the current schema. (avro-c 1.11's resolved
+ * writer, the other direction, leaks the strings it reads.) Both values live
+ * for one decode only: a reset generic array keeps its storage, unreachable. */
 typedef struct {
     uint64_t fp;
     avro_schema_t writer;
+    avro_value_iface_t *writer_class;
     avro_value_iface_t *resolver;
-    avro_value_t resolved;
 } registered_schema;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static registered_schema registry[REGISTRY_MAX];
 static size_t registry_len;
 static avro_schema_t reader_schema;
-static avro_value_iface_t *reader_class;
-static avro_value_t reader_value;
 static pthread_once_t allocator_once = PTHREAD_ONCE_INIT;
 
 static void *bounded_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -56,20 +58,11 @@ static int reader_ensure(char *errstr, size_t errstr_size)
 {
     const char *json = vc_schema_json();
 
-    if (reader_class)
+    if (reader_schema)
         return 0;
     pthread_once(&allocator_once, allocator_install);
     if (avro_schema_from_json_length(json, strlen(json), &reader_schema) != 0) {
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: %s", avro_strerror());
-        return -1;
-    }
-    reader_class = avro_generic_class_from_schema(reader_schema);
-    if (!reader_class || avro_generic_value_new(reader_class, &reader_value) != 0) {
-        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: %s", avro_strerror());
-        if (reader_class)
-            avro_value_iface_decref(reader_class);
-        reader_class = NULL;
-        avro_schema_decref(reader_schema);
         reader_schema = NULL;
         return -1;
     }
@@ -104,7 +97,7 @@ int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema: %s", avro_strerror());
         goto out;
     }
-    resolver = avro_resolved_writer_new(writer, reader_schema);
+    resolver = avro_resolved_reader_new(writer, reader_schema);
     if (!resolver) {
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "cannot resolve into the current schema: %s",
                       avro_strerror());
@@ -112,8 +105,9 @@ int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size
         goto out;
     }
     registered_schema *e = &registry[registry_len];
-    if (avro_resolved_writer_new_value(resolver, &e->resolved) != 0) {
-        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolver: %s", avro_strerror());
+    e->writer_class = avro_generic_class_from_schema(writer);
+    if (!e->writer_class) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "writer class: %s", avro_strerror());
         avro_value_iface_decref(resolver);
         avro_schema_decref(writer);
         goto out;
@@ -270,35 +264,28 @@ static vc_codec_rc walk_value(walk *w, avro_schema_t s, int depth)
 /* --- decoding through resolution --- */
 
 /* Called with registry_lock held. */
-static vc_codec_rc resolve_body(registered_schema *e, const uint8_t *body, size_t len, vc_event *ev, char *errstr,
-                                size_t errstr_size)
+/* Read into a fresh writer-schema value, resolve and re-encode in the current
+ * schema, decode that with the fast path. */
+static vc_codec_rc resolve_written(avro_value_t *written, avro_value_t *resolved, const uint8_t *body, size_t len,
+                                   vc_event *ev, char *errstr, size_t errstr_size)
 {
-    walk w = {body, body + len, WALK_ITEMS_MAX, errstr, errstr_size};
     avro_reader_t reader;
     avro_writer_t writer;
     size_t size;
     char *out;
+    int err;
     vc_codec_rc rc;
 
-    TRY(walk_value(&w, e->writer, 0));
-    if (w.p != w.end)
-        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "%zu bytes after the event",
-                             (size_t)(w.end - w.p));
-
-    avro_value_reset(&reader_value);
-    avro_resolved_writer_set_dest(&e->resolved, &reader_value);
     reader = avro_reader_memory((const char *)body, (int64_t)len);
     if (!reader)
         return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "avro reader: %s", avro_strerror());
-    int err = avro_value_read(reader, &e->resolved);
+    err = avro_value_read(reader, written);
     avro_reader_free(reader);
-    avro_resolved_writer_clear_dest(&e->resolved);
     if (err)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "avro read: %s", avro_strerror());
+    if (avro_value_sizeof(resolved, &size) != 0)
         return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema resolution: %s",
                              avro_strerror());
-
-    if (avro_value_sizeof(&reader_value, &size) != 0)
-        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolved value: %s", avro_strerror());
     if (size > VC_EVENT_ENCODED_MAX)
         return vc_codec_fail(VC_CODEC_ERR_INVALID, errstr, errstr_size, "resolved event of %zu bytes", size);
     out = malloc(size ? size : 1);
@@ -309,13 +296,38 @@ static vc_codec_rc resolve_body(registered_schema *e, const uint8_t *body, size_
         free(out);
         return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "avro writer: %s", avro_strerror());
     }
-    err = avro_value_write(writer, &reader_value);
+    err = avro_value_write(writer, resolved);
     avro_writer_free(writer);
     if (err)
-        rc = vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolved value: %s", avro_strerror());
+        rc = vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema resolution: %s", avro_strerror());
     else
         rc = vc_event_decode_body((const uint8_t *)out, size, ev, errstr, errstr_size);
     free(out);
+    return rc;
+}
+
+/* Called with registry_lock held. */
+static vc_codec_rc resolve_body(registered_schema *e, const uint8_t *body, size_t len, vc_event *ev, char *errstr,
+                                size_t errstr_size)
+{
+    walk w = {body, body + len, WALK_ITEMS_MAX, errstr, errstr_size};
+    avro_value_t written, resolved;
+    vc_codec_rc rc;
+
+    TRY(walk_value(&w, e->writer, 0));
+    if (w.p != w.end)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "%zu bytes after the event",
+                             (size_t)(w.end - w.p));
+    if (avro_generic_value_new(e->writer_class, &written) != 0)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "writer value: %s", avro_strerror());
+    if (avro_resolved_reader_new_value(e->resolver, &resolved) != 0) {
+        avro_value_decref(&written);
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolved value: %s", avro_strerror());
+    }
+    avro_resolved_reader_set_source(&resolved, &written);
+    rc = resolve_written(&written, &resolved, body, len, ev, errstr, errstr_size);
+    avro_value_decref(&resolved);
+    avro_value_decref(&written);
     return rc;
 }
 
