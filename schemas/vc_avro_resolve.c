@@ -263,7 +263,6 @@ static vc_codec_rc walk_value(walk *w, avro_schema_t s, int depth)
 
 /* --- decoding through resolution --- */
 
-/* Called with registry_lock held. */
 /* Read into a fresh writer-schema value, resolve and re-encode in the current
  * schema, decode that with the fast path. */
 static vc_codec_rc resolve_written(avro_value_t *written, avro_value_t *resolved, const uint8_t *body, size_t len,
