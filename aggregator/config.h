@@ -1,0 +1,52 @@
+/* config.h -- vc-aggregator's configuration: one struct, defaults and help in
+ * one table (config.c). Flags (--name=value or --name value) and VC_*
+ * environment variables go through the same setter. */
+#ifndef AGG_CONFIG_H
+#define AGG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define AGG_STR_MAX 256
+
+typedef struct {
+    char id[AGG_STR_MAX];
+    char brokers[AGG_STR_MAX];
+    char events_topic[AGG_STR_MAX];
+    char dlq_topic[AGG_STR_MAX];
+    char checkpoint_topic[AGG_STR_MAX];
+    char group[AGG_STR_MAX];
+    char redis_nodes[AGG_STR_MAX];
+    char mysql_host[AGG_STR_MAX];
+    int64_t mysql_port;
+    char mysql_user[AGG_STR_MAX];
+    char mysql_password[AGG_STR_MAX];
+    char mysql_db[AGG_STR_MAX];
+    int64_t http_port;           /* 0: no HTTP */
+    int64_t gateway_timeout_ms;
+    int64_t batch_max;           /* messages per batch */
+    int64_t batch_wait_ms;       /* longest wait to fill a batch */
+    int64_t redis_timeout_ms;
+    int64_t checkpoint_interval_s; /* 0: no checkpoints */
+    int64_t sync_max_viewers;
+    int64_t sync_max_age_ms;
+    int64_t category_refresh_ms; /* 0: no category lookups */
+} agg_config;
+
+/* Fill cfg with the defaults. */
+void agg_config_defaults(agg_config *cfg);
+/* Set one option by its flag name (without "--") or its VC_* environment
+ * name. Returns 0, or -1 with errstr for an unknown name or a bad value. */
+int agg_config_set(agg_config *cfg, const char *name, const char *value, char *errstr,
+                   size_t errstr_size);
+/* Apply every VC_* variable of the table found in the environment. */
+int agg_config_from_env(agg_config *cfg, char *errstr, size_t errstr_size);
+/* Apply argv[first..argc-1] as flags; stops at the first non-flag and
+ * returns its index (argc if none), or -1 with errstr. */
+int agg_config_from_args(agg_config *cfg, int argc, char **argv, int first, char *errstr,
+                         size_t errstr_size);
+/* --help text from the table. */
+void agg_config_usage(FILE *out, const char *prog);
+
+#endif
