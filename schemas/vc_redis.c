@@ -487,8 +487,11 @@ static int reply_kind(vc_redis *r, int from, const redisReply *rep, int *ask)
         r->stale = 1;
         return VC_REPLY_RETRY;
     }
-    if (strncmp(rep->str, "TRYAGAIN", 8) == 0 || strncmp(rep->str, "LOADING", 7) == 0)
+    /* TRYAGAIN: a slot group split by a migration in progress. */
+    if (strncmp(rep->str, "TRYAGAIN", 8) == 0 || strncmp(rep->str, "LOADING", 7) == 0) {
+        r->stale = 1;
         return VC_REPLY_RETRY;
+    }
     return VC_REPLY_DONE;
 }
 

@@ -43,7 +43,8 @@ void vc_redis_batch_reset(vc_redis_batch *b);
 
 /* Append a command routed by the slot of key (which should be one of its
  * arguments). Arguments are copied. Returns the command's index, or -1 when
- * the batch is over its bound (VC_REDIS_BATCH_MAX commands). */
+ * the batch is over its bound (VC_REDIS_BATCH_MAX commands, or 256 MiB of
+ * formatted commands), key is NULL or argc < 1. */
 #define VC_REDIS_BATCH_MAX 65536
 int vc_redis_batch_add(vc_redis_batch *b, const char *key, int argc, const char **argv,
                        const size_t *argvlen);
@@ -54,11 +55,21 @@ int vc_redis_batch_addf(vc_redis_batch *b, const char *key, const char *fmt, ...
  * resend) and ASK; retry a command a bounded number of times. Returns 0 when
  * every command has a reply (a reply may itself be a Redis error such as a
  * script error: check its type), -1 when a node could not be reached after
- * the retries (errstr says which). Commands are not reordered within a slot. */
+ * the retries (errstr says which). Commands are not reordered within a slot.
+ *
+ * In a writable batch the commands of one slot are sent as one MULTI/EXEC
+ * group: they run together, in order, or not at all (a redirection aborts the
+ * group, which is resent whole). So a group mixing keys on both sides of a
+ * slot migration waits (TRYAGAIN) until the migration ends, and timeout_ms
+ * must cover the run of the largest group. Readonly batches send plain
+ * commands. exec sends only the commands that have no reply yet: after -1,
+ * calling it again resumes in order. A connection lost after sending leaves
+ * it unknown whether the commands ran: they are resent (at least once). */
 int vc_redis_batch_exec(vc_redis_batch *b, char *errstr, size_t errstr_size);
 
-/* The reply of command i after a successful exec; owned by the batch, valid
- * until the next reset, exec or destroy. */
+/* The reply of command i after a successful exec (NULL for a command that
+ * has none yet); owned by the batch, valid until the next reset, exec or
+ * destroy. */
 const redisReply *vc_redis_batch_reply(const vc_redis_batch *b, int i);
 int vc_redis_batch_count(const vc_redis_batch *b);
 
