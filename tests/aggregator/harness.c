@@ -1,0 +1,425 @@
+/* harness.c -- see harness.h. */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vc_keys.h"
+#include "vc_partition.h"
+
+static const char *need_env(const char *name)
+{
+    const char *v = getenv(name);
+    if (v == NULL || v[0] == '\0')
+        cr_assert_fail("%s is not set: run the integration tests on a stack "
+                 "(tests/run, or source <(deploy/local/stack env))", name);
+    return v;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    h_ctx *h = opaque;
+    (void)rk;
+    if (msg->err)
+        cr_log_error("delivery failed: %s", rd_kafka_err2str(msg->err));
+    else if (msg->partition >= 0 && msg->partition < H_PARTITIONS && msg->offset > h->last_offset[msg->partition])
+        h->last_offset[msg->partition] = msg->offset;
+}
+
+static int run_cmd(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_cmd(const char *fmt, ...)
+{
+    char cmd[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    return system(cmd);
+}
+
+void h_flush_redis(h_ctx *h)
+{
+    char masters[512], *save = NULL;
+    snprintf(masters, sizeof(masters), "%s", h->redis_masters);
+    for (char *tok = strtok_r(masters, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char host[256];
+        int port;
+        const char *colon = strrchr(tok, ':');
+        cr_assert_not_null(colon);
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
+        port = atoi(colon + 1);
+        struct timeval tv = {5, 0};
+        redisContext *c = redisConnectWithTimeout(host, port, tv);
+        if (c == NULL || c->err) {
+            /* a master may be down in a fault test: flush what answers */
+            if (c)
+                redisFree(c);
+            continue;
+        }
+        redisReply *r = redisCommand(c, "ROLE");
+        int is_master = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+                        strcmp(r->element[0]->str, "master") == 0;
+        if (r)
+            freeReplyObject(r);
+        if (is_master) {
+            r = redisCommand(c, "FLUSHALL");
+            if (r)
+                freeReplyObject(r);
+            r = redisCommand(c, "WAIT 1 5000");
+            if (r)
+                freeReplyObject(r);
+        }
+        redisFree(c);
+    }
+}
+
+void h_setup(h_ctx *h, const char *tag)
+{
+    char err[512];
+    rd_kafka_conf_t *conf;
+    const char *repo = AGG_TEST_REPO;
+
+    memset(h, 0, sizeof(*h));
+    h->brokers = need_env("VC_KAFKA_BROKERS");
+    h->redis_nodes = need_env("VC_REDIS_NODES");
+    h->redis_masters = need_env("VC_REDIS_MASTERS");
+    h->stack_dir = need_env("VC_STACK_DIR");
+    for (int i = 0; i < H_PARTITIONS; i++)
+        h->last_offset[i] = -1;
+    snprintf(h->topic, sizeof(h->topic), "agg.%s.%d.%ld", tag, (int)getpid(), (long)time(NULL));
+    snprintf(h->dlq, sizeof(h->dlq), "%s.dlq", h->topic);
+    snprintf(h->group, sizeof(h->group), "vc-aggregator-%s", h->topic);
+    cr_assert_eq(run_cmd("VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s %d >/dev/null",
+                         h->stack_dir, repo, h->topic, H_PARTITIONS), 0, "cannot create topic %s", h->topic);
+    cr_assert_eq(run_cmd("VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s 1 >/dev/null",
+                         h->stack_dir, repo, h->dlq), 0);
+    h_flush_redis(h);
+
+    vc_redis_conf rc = {h->redis_nodes, 0, 5000};
+    h->redis = vc_redis_new(&rc, err, sizeof(err));
+    cr_assert_not_null(h->redis, "redis: %s", err);
+
+    conf = rd_kafka_conf_new();
+    cr_assert_eq(rd_kafka_conf_set(conf, "bootstrap.servers", h->brokers, err, sizeof(err)), RD_KAFKA_CONF_OK);
+    cr_assert_eq(rd_kafka_conf_set(conf, "partitioner", "murmur2_random", err, sizeof(err)), RD_KAFKA_CONF_OK);
+    cr_assert_eq(rd_kafka_conf_set(conf, "linger.ms", "2", err, sizeof(err)), RD_KAFKA_CONF_OK);
+    cr_assert_eq(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)), RD_KAFKA_CONF_OK);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_opaque(conf, h);
+    h->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    cr_assert_not_null(h->rk, "producer: %s", err);
+}
+
+void h_teardown(h_ctx *h)
+{
+    if (h->rk) {
+        rd_kafka_flush(h->rk, 10000);
+        rd_kafka_destroy(h->rk);
+    }
+    vc_redis_destroy(h->redis);
+}
+
+void h_produce_raw(h_ctx *h, int64_t stream_key, const void *buf, size_t len)
+{
+    char key[VC_STREAM_KEY_MAX];
+    size_t klen = vc_stream_key(stream_key, key);
+    rd_kafka_resp_err_t err;
+    do {
+        err = rd_kafka_producev(h->rk, RD_KAFKA_V_TOPIC(h->topic), RD_KAFKA_V_KEY(key, klen),
+                                RD_KAFKA_V_VALUE((void *)buf, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(h->rk, 10);
+    } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+    cr_assert_eq(err, 0, "produce: %s", rd_kafka_err2str(err));
+    rd_kafka_poll(h->rk, 0);
+}
+
+void h_produce(h_ctx *h, const vc_event *ev)
+{
+    uint8_t buf[VC_EVENT_ENCODED_MAX];
+    size_t len = 0;
+    vc_codec_rc rc = vc_event_encode(ev, buf, sizeof(buf), &len);
+    cr_assert_eq(rc, VC_CODEC_OK, "encode: %s", vc_codec_strerror(rc));
+    h_produce_raw(h, ev->stream_id, buf, len);
+}
+
+void h_sync(h_ctx *h)
+{
+    cr_assert_eq(rd_kafka_flush(h->rk, 30000), 0, "produce did not complete in 30 s");
+}
+
+void h_heartbeat_all(h_ctx *h, const char *gw, int64_t epoch, int64_t ts)
+{
+    /* A heartbeat has stream_id 0; find a key of every partition. */
+    for (int p = 0; p < H_PARTITIONS; p++) {
+        for (int64_t k = 1; k < 1000; k++) {
+            if (vc_stream_partition(k, H_PARTITIONS) == p) {
+                uint8_t buf[VC_EVENT_ENCODED_MAX];
+                size_t len = 0;
+                vc_event ev = h_heartbeat(gw, epoch, ts);
+                cr_assert_eq(vc_event_encode(&ev, buf, sizeof(buf), &len), VC_CODEC_OK);
+                h_produce_raw(h, k, buf, len);
+                break;
+            }
+        }
+    }
+}
+
+pid_t h_agg_start(h_ctx *h, const char *const *extra)
+{
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        setenv("VC_EVENTS_TOPIC", h->topic, 1);
+        setenv("VC_DLQ_TOPIC", h->dlq, 1);
+        setenv("VC_AGGREGATOR_GROUP", h->group, 1);
+        setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
+        setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
+        for (int i = 0; extra && extra[i]; i++) {
+            char name[128];
+            const char *eq = strchr(extra[i], '=');
+            snprintf(name, sizeof(name), "%.*s", (int)(eq - extra[i]), extra[i]);
+            setenv(name, eq + 1, 1);
+        }
+        execl(AGG_TEST_BIN, "vc-aggregator", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+int h_agg_stop(pid_t pid, int sig)
+{
+    int status = 0;
+    kill(pid, sig);
+    for (int i = 0; i < 2000; i++) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        sleep_ms(10);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+redisReply *h_cmd(h_ctx *h, const char *key, const char *fmt, ...)
+{
+    char err[256];
+    va_list ap;
+    vc_redis_batch *b = vc_redis_batch_new(h->redis, 0);
+    char cmd[1024];
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    /* simple commands only: space-separated arguments */
+    const char *argv[32];
+    size_t argvlen[32];
+    int argc = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(cmd, " ", &save); tok && argc < 32; tok = strtok_r(NULL, " ", &save)) {
+        argv[argc] = tok;
+        argvlen[argc++] = strlen(tok);
+    }
+    vc_redis_batch_add(b, key, argc, argv, argvlen);
+    redisReply *copy = NULL;
+    for (int attempt = 0; attempt < 20; attempt++) {
+        if (vc_redis_batch_exec(b, err, sizeof(err)) == 0)
+            break;
+        sleep_ms(250);
+    }
+    const redisReply *r = vc_redis_batch_reply(b, 0);
+    cr_assert_not_null(r, "redis: %s", err);
+    /* deep copy of what the tests use: integers, strings, nil, arrays of strings */
+    copy = calloc(1, sizeof(*copy));
+    copy->type = r->type;
+    copy->integer = r->integer;
+    if (r->str) {
+        copy->str = strndup(r->str, r->len);
+        copy->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY) {
+        copy->elements = r->elements;
+        copy->element = calloc(r->elements + 1, sizeof(*copy->element));
+        for (size_t i = 0; i < r->elements; i++) {
+            redisReply *e = calloc(1, sizeof(*e));
+            e->type = r->element[i]->type;
+            e->integer = r->element[i]->integer;
+            if (r->element[i]->str) {
+                e->str = strndup(r->element[i]->str, r->element[i]->len);
+                e->len = r->element[i]->len;
+            }
+            copy->element[i] = e;
+        }
+    }
+    vc_redis_batch_destroy(b);
+    return copy;
+}
+
+static char *stream_key(int64_t stream, char *buf)
+{
+    vc_key_stream(buf, VC_KEY_MAX, vc_stream_partition(stream, H_PARTITIONS), stream);
+    return buf;
+}
+
+char *h_stream_str(h_ctx *h, int64_t stream, const char *field)
+{
+    char key[VC_KEY_MAX];
+    redisReply *r = h_cmd(h, stream_key(stream, key), "HGET %s %s", key, field);
+    char *s = r->type == REDIS_REPLY_STRING ? strdup(r->str) : NULL;
+    freeReplyObject(r);
+    return s;
+}
+
+long long h_stream_int(h_ctx *h, int64_t stream, const char *field)
+{
+    char *s = h_stream_str(h, stream, field);
+    long long v = s ? atoll(s) : -1;
+    free(s);
+    return v;
+}
+
+long long h_rank_score(h_ctx *h, int64_t stream, int64_t cat)
+{
+    char key[VC_KEY_MAX];
+    int32_t p = vc_stream_partition(stream, H_PARTITIONS);
+    if (cat > 0)
+        vc_key_rank_category(key, sizeof(key), p, cat);
+    else
+        vc_key_rank(key, sizeof(key), p);
+    redisReply *r = h_cmd(h, key, "ZSCORE %s %lld", key, (long long)stream);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+int h_wait_applied(h_ctx *h, int seconds)
+{
+    for (int i = 0; i < seconds * 10; i++) {
+        int ok = 1;
+        for (int p = 0; p < H_PARTITIONS && ok; p++) {
+            char key[VC_KEY_MAX];
+            if (h->last_offset[p] < 0)
+                continue;
+            vc_key_meta(key, sizeof(key), p);
+            redisReply *r = h_cmd(h, key, "HGET %s offset", key);
+            ok = r->type == REDIS_REPLY_STRING && atoll(r->str) >= h->last_offset[p];
+            freeReplyObject(r);
+        }
+        if (ok)
+            return 1;
+        sleep_ms(100);
+    }
+    return 0;
+}
+
+vc_event h_join(int64_t stream, int64_t user, int64_t conn, const char *gw, int64_t epoch, int64_t ts)
+{
+    vc_event ev;
+    static int64_t seq;
+    vc_event_init(&ev);
+    ev.type = VC_EV_JOIN;
+    ev.stream_id = stream;
+    ev.user_id = user;
+    ev.conn_id = conn;
+    snprintf(ev.gateway_id, sizeof(ev.gateway_id), "%s", gw);
+    ev.gateway_epoch = epoch;
+    ev.seq = ++seq;
+    ev.ts_ms = ts;
+    return ev;
+}
+
+vc_event h_leave(int64_t stream, int64_t conn, const char *gw, int64_t epoch, int64_t ts)
+{
+    vc_event ev = h_join(stream, 0, conn, gw, epoch, ts);
+    ev.type = VC_EV_LEAVE;
+    ev.reason = VC_LEAVE_CLIENT_CLOSED;
+    return ev;
+}
+
+vc_event h_heartbeat(const char *gw, int64_t epoch, int64_t ts)
+{
+    vc_event ev = h_join(0, 0, 0, gw, epoch, ts);
+    ev.type = VC_EV_HEARTBEAT;
+    return ev;
+}
+
+static int model_stream(h_model *m, int64_t stream)
+{
+    for (int i = 0; i < m->n; i++)
+        if (m->stream[i] == stream)
+            return i;
+    cr_assert_lt(m->n, H_MAX_STREAMS);
+    m->stream[m->n] = stream;
+    m->viewers[m->n] = 0;
+    m->peak[m->n] = 0;
+    return m->n++;
+}
+
+/* Counts per (stream, user) of open connections. */
+static int model_user_conns(const h_model *m, int64_t stream, int64_t user)
+{
+    int n = 0;
+    for (int i = 0; i < m->nconn; i++)
+        n += m->conn_stream[i] == stream && m->conn_user[i] == user;
+    return n;
+}
+
+void h_model_apply(h_model *m, const vc_event *ev)
+{
+    int s;
+    if (ev->type == VC_EV_JOIN) {
+        s = model_stream(m, ev->stream_id);
+        if (ev->user_id == 0 || model_user_conns(m, ev->stream_id, ev->user_id) == 0)
+            m->viewers[s]++;
+        if (m->viewers[s] > m->peak[s])
+            m->peak[s] = m->viewers[s];
+        cr_assert_lt(m->nconn, 65536);
+        m->conn[m->nconn] = ev->conn_id;
+        m->conn_stream[m->nconn] = ev->stream_id;
+        m->conn_user[m->nconn++] = ev->user_id;
+    } else if (ev->type == VC_EV_LEAVE) {
+        for (int i = 0; i < m->nconn; i++) {
+            if (m->conn[i] == ev->conn_id && m->conn_stream[i] == ev->stream_id) {
+                int64_t user = m->conn_user[i];
+                m->nconn--;
+                m->conn[i] = m->conn[m->nconn];
+                m->conn_stream[i] = m->conn_stream[m->nconn];
+                m->conn_user[i] = m->conn_user[m->nconn];
+                s = model_stream(m, ev->stream_id);
+                if (user == 0 || model_user_conns(m, ev->stream_id, user) == 0)
+                    m->viewers[s]--;
+                break;
+            }
+        }
+    }
+}
+
+long long h_model_viewers(const h_model *m, int64_t stream)
+{
+    for (int i = 0; i < m->n; i++)
+        if (m->stream[i] == stream)
+            return m->viewers[i];
+    return 0;
+}
+
+long long h_model_peak(const h_model *m, int64_t stream)
+{
+    for (int i = 0; i < m->n; i++)
+        if (m->stream[i] == stream)
+            return m->peak[i];
+    return 0;
+}

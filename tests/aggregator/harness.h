@@ -1,0 +1,75 @@
+/* harness.h -- what the aggregator's integration tests share: the stack's
+ * coordinates, a fresh topic, a producer of vc events, vc-aggregator
+ * processes, reading Redis, and a ground-truth model of the counts. */
+#ifndef AGG_TEST_HARNESS_H
+#define AGG_TEST_HARNESS_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "vc_event.h"
+#include "vc_redis.h"
+
+#define H_PARTITIONS 4
+#define H_MAX_STREAMS 4096
+
+typedef struct {
+    const char *brokers, *redis_nodes, *redis_masters, *stack_dir;
+    char topic[96], dlq[128], group[160];
+    rd_kafka_t *rk;
+    vc_redis *redis;
+    int64_t last_offset[H_PARTITIONS]; /* of produced messages, from delivery reports */
+} h_ctx;
+
+/* Read the environment (the test fails when a coordinate is missing), flush
+ * Redis, create a fresh topic named after tag, make a producer. */
+void h_setup(h_ctx *h, const char *tag);
+void h_teardown(h_ctx *h);
+
+/* FLUSHALL on every master. */
+void h_flush_redis(h_ctx *h);
+
+/* Produce one event (keyed by stream id) or raw bytes; h_sync waits for delivery. */
+void h_produce(h_ctx *h, const vc_event *ev);
+void h_produce_raw(h_ctx *h, int64_t stream_key, const void *buf, size_t len);
+void h_sync(h_ctx *h);
+
+/* Start vc-aggregator on the test's topic; extra: NULL-terminated "NAME=value" list. */
+pid_t h_agg_start(h_ctx *h, const char *const *extra);
+/* Send sig and reap it (bounded: SIGKILL after 20 s). Returns the exit status. */
+int h_agg_stop(pid_t pid, int sig);
+
+/* Wait (bounded by seconds) until every partition's applied offset in Redis
+ * reaches what was produced. Returns 1 when reached. */
+int h_wait_applied(h_ctx *h, int seconds);
+
+/* A field of a stream's hash as integer (-1 when missing) / string (caller frees, NULL when missing). */
+long long h_stream_int(h_ctx *h, int64_t stream, const char *field);
+char *h_stream_str(h_ctx *h, int64_t stream, const char *field);
+/* The score of stream in its partition's rank (or category rank if cat > 0); -1 when absent. */
+long long h_rank_score(h_ctx *h, int64_t stream, int64_t cat);
+/* A command to the node of key, reply owned by caller (freeReplyObject). */
+redisReply *h_cmd(h_ctx *h, const char *key, const char *fmt, ...);
+
+/* Events. */
+vc_event h_join(int64_t stream, int64_t user, int64_t conn, const char *gw, int64_t epoch, int64_t ts);
+vc_event h_leave(int64_t stream, int64_t conn, const char *gw, int64_t epoch, int64_t ts);
+vc_event h_heartbeat(const char *gw, int64_t epoch, int64_t ts);
+/* Sends a heartbeat of gw to every partition (as a gateway does). */
+void h_heartbeat_all(h_ctx *h, const char *gw, int64_t epoch, int64_t ts);
+
+/* Ground truth: the counts the events imply. */
+typedef struct {
+    int64_t stream[H_MAX_STREAMS];
+    long long viewers[H_MAX_STREAMS], peak[H_MAX_STREAMS];
+    int n;
+    /* open connections: conn -> (stream, user) */
+    int64_t conn[65536], conn_stream[65536], conn_user[65536];
+    int nconn;
+} h_model;
+void h_model_apply(h_model *m, const vc_event *ev);
+long long h_model_viewers(const h_model *m, int64_t stream);
+long long h_model_peak(const h_model *m, int64_t stream);
+
+#endif
