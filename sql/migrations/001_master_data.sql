@@ -5,7 +5,7 @@
 -- category into its own tables. Every time is UTC, millisecond precision.
 -- Foreign keys are kept here (none of these tables is partitioned).
 
-CREATE TABLE users (
+CREATE TABLE IF NOT EXISTS users (
     user_id       BIGINT       NOT NULL,           -- the id in the viewer JWT and in events
     username      VARCHAR(64)  NOT NULL,
     display_name  VARCHAR(128) NOT NULL DEFAULT '',
@@ -16,7 +16,7 @@ CREATE TABLE users (
     UNIQUE KEY uq_users_username (username)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
-CREATE TABLE categories (
+CREATE TABLE IF NOT EXISTS categories (
     category_id   INT          NOT NULL,
     name          VARCHAR(64)  NOT NULL,
     slug          VARCHAR(64)  NOT NULL,
@@ -26,7 +26,7 @@ CREATE TABLE categories (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- A broadcaster is a user with a channel (1:1, optional on the user side).
-CREATE TABLE broadcasters (
+CREATE TABLE IF NOT EXISTS broadcasters (
     broadcaster_id BIGINT       NOT NULL,
     user_id        BIGINT       NOT NULL,
     channel_name   VARCHAR(128) NOT NULL,
@@ -38,7 +38,7 @@ CREATE TABLE broadcasters (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci;
 
 -- One row per broadcast. stream_id is the id carried by every viewer event.
-CREATE TABLE streams (
+CREATE TABLE IF NOT EXISTS streams (
     stream_id      BIGINT       NOT NULL,
     broadcaster_id BIGINT       NOT NULL,
     category_id    INT          NOT NULL,

@@ -21,7 +21,7 @@
 -- time; the event scheduler runs it daily at 02:00 UTC; vc-sink at start-up.
 
 -- One row per stream: the count as of the last closed bucket.
-CREATE TABLE current_viewers (
+CREATE TABLE IF NOT EXISTS current_viewers (
     stream_id      BIGINT       NOT NULL,
     broadcaster_id BIGINT       NULL,      -- copied from streams
     category_id    INT          NULL,      -- copied from streams
@@ -44,7 +44,7 @@ CREATE TABLE current_viewers (
 
 -- One row per stream per closed bucket (VC_ROLLUP_SECONDS, 300 in production).
 -- Monthly RANGE partitions on recorded_at, 12 months kept.
-CREATE TABLE viewer_history (
+CREATE TABLE IF NOT EXISTS viewer_history (
     stream_id        BIGINT        NOT NULL,
     recorded_at      DATETIME      NOT NULL,  -- bucket start, UTC
     bucket_seconds   INT UNSIGNED  NOT NULL,
@@ -70,7 +70,7 @@ PARTITION BY RANGE COLUMNS (recorded_at) (
 );
 
 -- Per stream per UTC day, summed from the closed buckets (no join needed to read).
-CREATE TABLE daily_statistics (
+CREATE TABLE IF NOT EXISTS daily_statistics (
     stat_date      DATE          NOT NULL,
     stream_id      BIGINT        NOT NULL,
     broadcaster_id BIGINT        NULL,      -- copied from streams
@@ -91,7 +91,7 @@ CREATE TABLE daily_statistics (
 
 -- Per broadcaster per UTC day (streams whose broadcaster is known), no join needed to read.
 -- peak_viewers is the highest bucket peak of any one of the broadcaster's streams that day.
-CREATE TABLE daily_broadcaster_statistics (
+CREATE TABLE IF NOT EXISTS daily_broadcaster_statistics (
     broadcaster_id BIGINT        NOT NULL,
     stat_date      DATE          NOT NULL,
     peak_viewers   INT UNSIGNED  NOT NULL,
@@ -110,7 +110,7 @@ CREATE TABLE daily_broadcaster_statistics (
 -- One row per finished viewing session (a connection from join to leave).
 -- Daily RANGE partitions on left_at, 30 days kept (GDPR: dropping a partition
 -- is the deletion). user_id NULL is an anonymous viewer.
-CREATE TABLE user_sessions (
+CREATE TABLE IF NOT EXISTS user_sessions (
     stream_id      BIGINT        NOT NULL,
     gateway_id     VARCHAR(64)   CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     conn_id        BIGINT        NOT NULL,  -- with gateway_id unique across gateway restarts
@@ -133,7 +133,7 @@ PARTITION BY RANGE COLUMNS (left_at) (
 -- vc-sink bookkeeping: written in the same transaction as the rows above, so
 -- the rows, the offset and the open state always move together.
 -- next_offset is the Kafka offset of the next message to consume.
-CREATE TABLE sink_offsets (
+CREATE TABLE IF NOT EXISTS sink_offsets (
     consumer_group VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     topic          VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     kpartition     INT          NOT NULL,
@@ -144,7 +144,7 @@ CREATE TABLE sink_offsets (
 
 -- The sink's open state of one partition as of next_offset (open sessions,
 -- partial buckets, gateway liveness): see sink/rollup.h for the format.
-CREATE TABLE sink_checkpoints (
+CREATE TABLE IF NOT EXISTS sink_checkpoints (
     consumer_group VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     topic          VARCHAR(249) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
     kpartition     INT          NOT NULL,

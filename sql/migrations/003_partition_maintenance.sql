@@ -20,7 +20,7 @@
 
 DELIMITER //
 
-CREATE PROCEDURE vc_partition_split(IN p_table VARCHAR(64), IN p_name VARCHAR(64), IN p_bound VARCHAR(32))
+CREATE OR REPLACE PROCEDURE vc_partition_split(IN p_table VARCHAR(64), IN p_name VARCHAR(64), IN p_bound VARCHAR(32))
     MODIFIES SQL DATA
     COMMENT 'Split partition p_name (rows < p_bound) out of p_future of p_table'
 BEGIN
@@ -32,7 +32,7 @@ BEGIN
     DEALLOCATE PREPARE vc_stmt;
 END //
 
-CREATE PROCEDURE vc_partition_drop(IN p_table VARCHAR(64), IN p_name VARCHAR(64))
+CREATE OR REPLACE PROCEDURE vc_partition_drop(IN p_table VARCHAR(64), IN p_name VARCHAR(64))
     MODIFIES SQL DATA
 BEGIN
     SET @vc_sql = CONCAT('ALTER TABLE `', p_table, '` DROP PARTITION ', p_name);
@@ -44,7 +44,7 @@ END //
 -- The highest lower bound already split out (the end of the last named
 -- partition), or NULL if there is none. Named partitions are contiguous and
 -- ascending, so a new one can only be added above it.
-CREATE FUNCTION vc_partition_last_end(p_table VARCHAR(64), p_monthly BOOLEAN) RETURNS DATE
+CREATE OR REPLACE FUNCTION vc_partition_last_end(p_table VARCHAR(64), p_monthly BOOLEAN) RETURNS DATE
     READS SQL DATA
 BEGIN
     DECLARE v_last VARCHAR(64);
@@ -60,7 +60,7 @@ BEGIN
     RETURN STR_TO_DATE(SUBSTRING(v_last, 2), '%Y%m%d') + INTERVAL 1 DAY;
 END //
 
-CREATE PROCEDURE vc_partition_maintain(IN p_table VARCHAR(64), IN p_monthly BOOLEAN,
+CREATE OR REPLACE PROCEDURE vc_partition_maintain(IN p_table VARCHAR(64), IN p_monthly BOOLEAN,
                                        IN p_today DATE, IN p_ahead INT, IN p_keep INT)
     MODIFIES SQL DATA
 BEGIN
@@ -115,7 +115,7 @@ BEGIN
     CLOSE cur;
 END //
 
-CREATE PROCEDURE vc_partition_maintenance(IN p_today DATE)
+CREATE OR REPLACE PROCEDURE vc_partition_maintenance(IN p_today DATE)
     MODIFIES SQL DATA
     COMMENT 'Create viewer_history (3 months) and user_sessions (7 days) partitions ahead, drop expired'
 BEGIN
@@ -125,13 +125,13 @@ END //
 
 -- current_viewers carries the stream's broadcaster, category and status so
 -- that the ranking reads one table; the platform changes them in `streams`.
-CREATE TRIGGER trg_streams_ai AFTER INSERT ON streams FOR EACH ROW
+CREATE OR REPLACE TRIGGER trg_streams_ai AFTER INSERT ON streams FOR EACH ROW
     UPDATE current_viewers
        SET broadcaster_id = NEW.broadcaster_id, category_id = NEW.category_id,
            status = NEW.status, started_at = COALESCE(NEW.started_at, started_at)
      WHERE stream_id = NEW.stream_id //
 
-CREATE TRIGGER trg_streams_au AFTER UPDATE ON streams FOR EACH ROW
+CREATE OR REPLACE TRIGGER trg_streams_au AFTER UPDATE ON streams FOR EACH ROW
     UPDATE current_viewers
        SET broadcaster_id = NEW.broadcaster_id, category_id = NEW.category_id,
            status = NEW.status, started_at = COALESCE(NEW.started_at, started_at)
