@@ -73,9 +73,14 @@ void vc_event_init(vc_event *ev);
 /* Free what the event owns (the sync viewers); the struct itself is the caller's. Accepts NULL. */
 void vc_event_free(vc_event *ev);
 
-/* Check the contract (ids positive where required, reason only on LEAVE,
- * chunk < chunks, ...). Returns VC_CODEC_OK or VC_CODEC_ERR_INVALID and, if
- * errstr is not NULL, a one-line reason. */
+/* Check the contract (the full table is in schemas/README.md): stream_id > 0
+ * (>= 0 on HEARTBEAT); conn_id > 0 on JOIN/LEAVE, 0 on HEARTBEAT/SYNC;
+ * user_id >= 0, and 0 on HEARTBEAT/SYNC; gateway_id 1..64 bytes of printable
+ * UTF-8; gateway_epoch > 0; seq >= 0; ts_ms > 0; reason set on LEAVE only;
+ * sync fields on SYNC only, with 0 <= chunk < chunks, nviewers <=
+ * VC_SYNC_VIEWERS_MAX, each viewer conn_id > 0, user_id >= 0, joined_ms > 0.
+ * Returns VC_CODEC_OK or VC_CODEC_ERR_INVALID and, if errstr is not NULL, a
+ * one-line reason. */
 vc_codec_rc vc_event_validate(const vc_event *ev, char *errstr, size_t errstr_size);
 
 /* Encode ev as a single-object Avro message into buf. On success returns
@@ -83,10 +88,12 @@ vc_codec_rc vc_event_validate(const vc_event *ev, char *errstr, size_t errstr_si
  * VC_CODEC_ERR_INVALID; nothing is written past buf_size. */
 vc_codec_rc vc_event_encode(const vc_event *ev, uint8_t *buf, size_t buf_size, size_t *len);
 
-/* Decode one message. ev must be initialised; on success it owns any sync
- * viewers (vc_event_free). On error ev holds nothing that needs freeing and
- * errstr (if not NULL) says what was wrong. Never reads past len. Accepts the
- * current schema and any writer schema registered with vc_schema_register(). */
+/* Decode one message. ev must be initialised; viewers it still holds from an
+ * earlier decode are freed first, so one ev can be reused in a loop. On
+ * success ev owns any sync viewers (vc_event_free). On error ev is reset
+ * (vc_event_init), holds nothing that needs freeing, and errstr (if not NULL)
+ * says what was wrong. Never reads past len. Accepts the current schema and
+ * any writer schema registered with vc_schema_register(). Thread-safe. */
 vc_codec_rc vc_event_decode(const uint8_t *buf, size_t len, vc_event *ev,
                             char *errstr, size_t errstr_size);
 
@@ -100,7 +107,10 @@ int vc_schema_fingerprint_of(const char *schema_json, uint64_t *fp, char *errstr
 
 /* Teach the decoder a newer (or older) writer schema, so that events written
  * with it are read through Avro schema resolution into the current reader
- * schema. Returns 0, or -1 if it does not parse or cannot be resolved. */
+ * schema. Returns 0 (also when already known, or for the current schema), or
+ * -1 if it does not parse or cannot be resolved (errstr says why). Up to 16
+ * schemas; meant for start-up. The first call installs a bounded allocator
+ * for avro-c in the whole process (no single allocation over 16 MiB). */
 int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size);
 
 #endif
