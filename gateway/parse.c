@@ -1,0 +1,166 @@
+/* parse.c -- pure parsing of client input (see parse.h). */
+#include "parse.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <string.h>
+#include <strings.h>
+
+int gw_parse_id_n(const char *s, size_t len, int64_t *id)
+{
+    uint64_t v = 0;
+
+    if (s == NULL || len == 0 || len > 19 || s[0] == '0')
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v > (uint64_t)INT64_MAX)
+        return -1;
+    *id = (int64_t)v;
+    return 0;
+}
+
+int gw_parse_id(const char *s, int64_t *id)
+{
+    if (s == NULL)
+        return -1;
+    return gw_parse_id_n(s, strlen(s), id);
+}
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int gw_query_get(const char *query, const char *name, char *out, size_t out_size)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+
+    if (query == NULL || out_size == 0)
+        return -1;
+    while (*p) {
+        const char *end = strchr(p, '&');
+        size_t seg = end ? (size_t)(end - p) : strlen(p);
+
+        if (seg > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
+            size_t o = 0;
+
+            for (size_t i = nlen + 1; i < seg; i++) {
+                int c = (unsigned char)p[i];
+
+                if (c == '%') {
+                    int h, l;
+
+                    if (i + 2 >= seg)
+                        return -2;
+                    h = hexval(p[i + 1]);
+                    l = hexval(p[i + 2]);
+                    if (h < 0 || l < 0)
+                        return -2;
+                    c = h * 16 + l;
+                    i += 2;
+                } else if (c == '+')
+                    c = ' ';
+                if (o + 1 >= out_size)
+                    return -2;
+                out[o++] = (char)c;
+            }
+            out[o] = '\0';
+            return (int)o;
+        }
+        if (seg == nlen && strncmp(p, name, nlen) == 0) {
+            out[0] = '\0';
+            return 0;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return -1;
+}
+
+const char *gw_bearer_token(const char *authorization)
+{
+    if (authorization == NULL || strncasecmp(authorization, "Bearer ", 7) != 0)
+        return NULL;
+    authorization += 7;
+    while (*authorization == ' ')
+        authorization++;
+    return *authorization ? authorization : NULL;
+}
+
+int gw_origin_allowed(const char *allow_list, const char *origin)
+{
+    const char *p = allow_list;
+    size_t olen;
+
+    if (allow_list == NULL || !allow_list[0])
+        return 1;
+    if (origin == NULL)
+        return 0;
+    olen = strlen(origin);
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+
+        while (n && *p == ' ')
+            p++, n--;
+        while (n && p[n - 1] == ' ')
+            n--;
+        if ((n == 1 && *p == '*') || (n == olen && strncasecmp(p, origin, n) == 0))
+            return 1;
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return 0;
+}
+
+gw_route gw_route_path(const char *path, int64_t *id)
+{
+    static const char streams[] = "/api/streams/";
+    int64_t unused;
+
+    if (id == NULL)
+        id = &unused;
+
+    if (path == NULL)
+        return GW_ROUTE_NOT_FOUND;
+    if (!strcmp(path, "/ws"))
+        return GW_ROUTE_WS;
+    if (!strcmp(path, "/healthz"))
+        return GW_ROUTE_HEALTHZ;
+    if (!strcmp(path, "/readyz"))
+        return GW_ROUTE_READYZ;
+    if (!strcmp(path, "/metrics"))
+        return GW_ROUTE_METRICS;
+    if (!strcmp(path, "/api/ranking"))
+        return GW_ROUTE_RANKING;
+    if (!strncmp(path, streams, sizeof(streams) - 1))
+        return gw_parse_id(path + sizeof(streams) - 1, id) ? GW_ROUTE_BAD_ID : GW_ROUTE_STREAM;
+    return GW_ROUTE_NOT_FOUND;
+}
+
+gw_client_msg gw_parse_client_msg(const char *buf, size_t len)
+{
+    json_error_t err;
+    json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err);
+    gw_client_msg m = GW_MSG_NOT_JSON;
+    const char *type;
+
+    if (root == NULL)
+        return GW_MSG_NOT_JSON;
+    if (json_is_object(root) && (type = json_string_value(json_object_get(root, "type"))) != NULL)
+        m = strcmp(type, "ping") == 0 ? GW_MSG_PING : GW_MSG_UNKNOWN_TYPE;
+    json_decref(root);
+    return m;
+}

@@ -1,0 +1,52 @@
+/* parse.h -- pure parsing of what clients send: ids, query values, paths,
+ * Origin allow-lists, client messages. No I/O. */
+#ifndef GW_PARSE_H
+#define GW_PARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Strict positive decimal id: digits only, no sign, no leading zero, at most
+ * INT64_MAX. 0 and sets *id, or -1. */
+int gw_parse_id(const char *s, int64_t *id);
+
+/* Same over len bytes (not NUL-terminated). */
+int gw_parse_id_n(const char *s, size_t len, int64_t *id);
+
+/* Value of name in a query string "a=1&b=2" (without '?'), percent-decoded
+ * ('+' is a space) into out (NUL-terminated). Returns the value's length, -1
+ * when absent, -2 when it does not fit or has a bad escape. */
+int gw_query_get(const char *query, const char *name, char *out, size_t out_size);
+
+/* The token of an "Authorization: Bearer <token>" header value, or NULL. */
+const char *gw_bearer_token(const char *authorization);
+
+/* 1 when origin is allowed by the comma-separated list (an empty list allows
+ * everything; entries compare case-insensitively and exactly, "*" allows all). */
+int gw_origin_allowed(const char *allow_list, const char *origin);
+
+/* The requests the gateway answers over HTTP. */
+typedef enum {
+    GW_ROUTE_NOT_FOUND = 0,
+    GW_ROUTE_WS,            /* /ws */
+    GW_ROUTE_HEALTHZ,
+    GW_ROUTE_READYZ,
+    GW_ROUTE_METRICS,
+    GW_ROUTE_STREAM,        /* /api/streams/<id> */
+    GW_ROUTE_RANKING,       /* /api/ranking */
+    GW_ROUTE_BAD_ID,        /* /api/streams/<not an id> */
+} gw_route;
+
+/* Route a request path (no query); sets *id for GW_ROUTE_STREAM. */
+gw_route gw_route_path(const char *path, int64_t *id);
+
+/* What a client message is: {"type":"ping"} or anything else. */
+typedef enum {
+    GW_MSG_PING = 0,
+    GW_MSG_NOT_JSON,        /* not a JSON object with a string "type" */
+    GW_MSG_UNKNOWN_TYPE,    /* valid JSON, type we do not serve */
+} gw_client_msg;
+
+gw_client_msg gw_parse_client_msg(const char *buf, size_t len);
+
+#endif

@@ -1,0 +1,117 @@
+/* service.h -- what the protocol callback (ws_proto.c) and the service
+ * (gateway.c) share. Internal to the gateway. Everything here lives on the
+ * loop thread. */
+#ifndef GW_SERVICE_H
+#define GW_SERVICE_H
+
+#include <libwebsockets.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "count.h"
+#include "idmap.h"
+#include "limiter.h"
+#include "metrics.h"
+#include "parse.h"
+#include "producer.h"
+#include "reader.h"
+#include "token.h"
+
+#define GW_FRAME_MAX 4096        /* largest client message; over it: close 1009 */
+
+/* A count message shared by every viewer of a stream (refcounted), with the
+ * LWS_PRE headroom lws_write() needs. */
+typedef struct gw_msg {
+    uint32_t refs;
+    uint32_t len;
+    unsigned char buf[];
+} gw_msg;
+
+gw_msg *gw_msg_new(const char *text, size_t len);
+gw_msg *gw_msg_ref(gw_msg *m);
+void gw_msg_unref(gw_msg *m); /* accepts NULL */
+
+struct gw_session;
+
+typedef struct gw_stream {
+    int64_t id;
+    struct gw_session *head;    /* viewers, doubly linked */
+    uint32_t nviewers;
+    int has_count;
+    gw_count count;             /* what was pushed last */
+    gw_msg *msg;                /* its message */
+} gw_stream;
+
+enum {
+    GW_SESS_HTTP = 0,
+    GW_SESS_VIEWER,             /* upgraded, joined */
+};
+
+/* Per-connection state: lws allocates it (per_session_data_size) and frees
+ * it; keep it small, it is most of a viewer's cost. */
+typedef struct gw_session {
+    struct lws *wsi;
+    gw_stream *stream;
+    struct gw_session *prev, *next;
+    gw_msg *pending;            /* the one count message waiting to be sent */
+    int64_t stream_id, user_id, conn_id, joined_ms;
+    int64_t last_rx_ms, ping_ms;
+    char *rx;                   /* reassembly of a fragmented message, while in flight */
+    uint16_t rxlen;
+    uint16_t close_code;        /* close with this at the next WRITEABLE */
+    uint8_t kind;
+    uint8_t admitted : 1, joined : 1, left : 1, pong_due : 1, ping_due : 1, upgrading : 1;
+    uint8_t leave_reason;       /* vc_leave_reason when we end it */
+    uint8_t reject;             /* gw_reject cause behind close_code */
+    uint8_t token_rc;           /* gw_token_rc behind a 4401 */
+    uint8_t ctype;              /* HTTP: 0 JSON, 1 Prometheus text, 2 plain text */
+    char ip[46];
+    /* HTTP only */
+    struct gw_session *http_next;
+    unsigned char *body;        /* LWS_PRE headroom, then body_len bytes */
+    uint32_t body_len;
+    uint16_t status;
+    uint8_t waiting;            /* 1: stream read, 2: ranking */
+    int64_t api_id;             /* stream id, or category for the ranking */
+    int api_limit;
+} gw_session;
+
+typedef struct gw_service {
+    const gw_config *cfg;
+    uv_loop_t loop;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    gw_producer *prod;
+    gw_reader *reader;
+    gw_limiter *lim;
+    gw_idmap *streams;          /* id -> gw_stream */
+    gw_metrics m;
+    int64_t epoch_ms;
+    uint32_t conn_counter;
+    int64_t snapshot_id;
+    uv_timer_t t_poll, t_tick, t_heartbeat, t_sync, t_sweep, t_drain;
+    uv_signal_t sig_term, sig_int;
+    int handles_open;
+    int shutting_down;
+    int64_t drain_deadline_ms;
+    int stopped;
+    gw_session *http_waiting;   /* API requests waiting for the reader */
+    uint32_t nviewers;          /* joined viewer sessions */
+    uint32_t nsessions;         /* upgraded sessions, joined or being rejected */
+} gw_service;
+
+int64_t gw_now_ms(void);        /* wall clock */
+int64_t gw_mono_ms(void);
+
+/* Protocol callback (ws_proto.c). */
+int gw_proto_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+
+/* ws_proto.c, called by gateway.c on the loop thread. */
+void gw_proto_take_reader_results(gw_service *s);
+void gw_proto_sweep(gw_service *s, int64_t now_mono);
+void gw_proto_shutdown(gw_service *s);
+int gw_proto_send_sync(gw_service *s);
+void gw_proto_post_streams(gw_service *s);
+
+#endif

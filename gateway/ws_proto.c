@@ -1,0 +1,821 @@
+/* ws_proto.c -- the one libwebsockets protocol of the gateway: viewers on
+ * /ws and the HTTP endpoints on the same port. Per-session state is
+ * gw_session (service.h); one switch on the callback reason; writes happen
+ * only in the WRITEABLE callbacks. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "service.h"
+#include "vc_event.h"
+
+#define CLOSE_UNAUTHORIZED 4401
+
+static gw_service *svc_of(struct lws *wsi)
+{
+    return lws_context_user(lws_get_context(wsi));
+}
+
+gw_msg *gw_msg_new(const char *text, size_t len)
+{
+    gw_msg *m = malloc(sizeof(*m) + LWS_PRE + len);
+
+    if (m == NULL)
+        return NULL;
+    m->refs = 1;
+    m->len = (uint32_t)len;
+    memcpy(m->buf + LWS_PRE, text, len);
+    return m;
+}
+
+gw_msg *gw_msg_ref(gw_msg *m)
+{
+    m->refs++;
+    return m;
+}
+
+void gw_msg_unref(gw_msg *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+/* ---- streams and their viewers ---- */
+
+static gw_stream *stream_join(gw_service *s, gw_session *pss)
+{
+    gw_stream *st = gw_idmap_get(s->streams, pss->stream_id);
+
+    if (st == NULL) {
+        st = calloc(1, sizeof(*st));
+        if (st == NULL)
+            return NULL;
+        st->id = pss->stream_id;
+        if (gw_idmap_put(s->streams, st->id, st)) {
+            free(st);
+            return NULL;
+        }
+        s->m.streams++;
+    }
+    pss->prev = NULL;
+    pss->next = st->head;
+    if (st->head)
+        st->head->prev = pss;
+    st->head = pss;
+    st->nviewers++;
+    pss->stream = st;
+    return st;
+}
+
+static void stream_leave(gw_service *s, gw_session *pss)
+{
+    gw_stream *st = pss->stream;
+
+    if (st == NULL)
+        return;
+    if (pss->prev)
+        pss->prev->next = pss->next;
+    else
+        st->head = pss->next;
+    if (pss->next)
+        pss->next->prev = pss->prev;
+    pss->prev = pss->next = NULL;
+    pss->stream = NULL;
+    if (--st->nviewers == 0) {
+        gw_idmap_del(s->streams, st->id);
+        gw_msg_unref(st->msg);
+        free(st);
+        s->m.streams--;
+    }
+}
+
+static void emit(gw_service *s, vc_event_type type, gw_session *pss, vc_leave_reason reason)
+{
+    vc_event ev;
+
+    vc_event_init(&ev);
+    ev.type = type;
+    ev.stream_id = pss->stream_id;
+    ev.user_id = pss->user_id;
+    ev.conn_id = pss->conn_id;
+    ev.reason = type == VC_EV_LEAVE ? reason : VC_LEAVE_NONE;
+    gw_producer_send(s->prod, &ev, -1, gw_now_ms());
+    if (type == VC_EV_JOIN)
+        s->m.joins++;
+    else if (type == VC_EV_LEAVE && (unsigned)reason < 4)
+        s->m.leaves[reason]++;
+}
+
+static void viewer_leave(gw_service *s, gw_session *pss, vc_leave_reason reason)
+{
+    if (!pss->joined || pss->left)
+        return;
+    pss->left = 1;
+    emit(s, VC_EV_LEAVE, pss, reason);
+}
+
+/* Queue msg for one viewer; a viewer that has not taken the previous one
+ * only gets the newest (counts supersede each other). */
+static void viewer_offer(gw_service *s, gw_session *pss, gw_msg *msg)
+{
+    if (pss->pending) {
+        gw_msg_unref(pss->pending);
+        s->m.pushes_superseded++;
+    }
+    pss->pending = gw_msg_ref(msg);
+    lws_callback_on_writable(pss->wsi);
+}
+
+/* ---- HTTP ---- */
+
+static void http_respond(gw_session *pss, struct lws *wsi, unsigned status, int ctype, const char *body, size_t len)
+{
+    free(pss->body);
+    pss->body = malloc(LWS_PRE + len + 1);
+    if (pss->body == NULL) {
+        pss->body_len = 0;
+        pss->status = 500;
+    } else {
+        memcpy(pss->body + LWS_PRE, body, len);
+        pss->body_len = (uint32_t)len;
+        pss->status = (uint16_t)status;
+    }
+    pss->ctype = (uint8_t)ctype;
+    lws_callback_on_writable(wsi);
+}
+
+static void http_wait(gw_service *s, gw_session *pss, struct lws *wsi, int what, int64_t id, int limit)
+{
+    pss->waiting = (uint8_t)what;
+    pss->api_id = id;
+    pss->api_limit = limit;
+    pss->wsi = wsi;
+    pss->http_next = s->http_waiting;
+    s->http_waiting = pss;
+    lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 10);
+}
+
+static void http_unwait(gw_service *s, gw_session *pss)
+{
+    for (gw_session **pp = &s->http_waiting; *pp; pp = &(*pp)->http_next)
+        if (*pp == pss) {
+            *pp = pss->http_next;
+            pss->http_next = NULL;
+            pss->waiting = 0;
+            return;
+        }
+}
+
+static void http_answer_count(gw_session *pss, int64_t id, const gw_count *c)
+{
+    char buf[GW_COUNT_MSG_MAX];
+    int n = gw_count_format(buf, sizeof(buf), id, c);
+
+    lws_set_timeout(pss->wsi, NO_PENDING_TIMEOUT, 0);
+    http_respond(pss, pss->wsi, 200, 0, buf, n > 0 ? (size_t)n : 0);
+}
+
+static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const char *path)
+{
+    char buf[256];
+    int64_t id = 0;
+
+    s->m.http_requests++;
+    pss->kind = GW_SESS_HTTP;
+    switch (gw_route_path(path, &id)) {
+    case GW_ROUTE_HEALTHZ:
+        http_respond(pss, wsi, 200, 2, "ok\n", 3);
+        break;
+    case GW_ROUTE_READYZ: {
+        gw_reader_stats rs;
+        int kafka = gw_producer_reachable(s->prod);
+        int n;
+
+        gw_reader_get_stats(s->reader, &rs);
+        n = snprintf(buf, sizeof(buf), "{\"ready\":%s,\"kafka\":%s,\"redis\":%s,\"draining\":%s}\n",
+                     kafka && rs.redis_up && !s->shutting_down ? "true" : "false", kafka ? "true" : "false",
+                     rs.redis_up ? "true" : "false", s->shutting_down ? "true" : "false");
+        http_respond(pss, wsi, kafka && rs.redis_up && !s->shutting_down ? 200 : 503, 0, buf, (size_t)n);
+        break;
+    }
+    case GW_ROUTE_METRICS: {
+        gw_producer_stats ps;
+        gw_reader_stats rs;
+        size_t cap = 16384;
+        char *text = malloc(cap);
+        int n;
+
+        if (text == NULL)
+            return -1;
+        s->m.connections = s->nviewers;
+        gw_producer_get_stats(s->prod, &ps);
+        gw_reader_get_stats(s->reader, &rs);
+        n = gw_metrics_format(text, cap, &s->m, &ps, &rs, s->cfg->gateway_id);
+        http_respond(pss, wsi, n < 0 ? 500 : 200, 1, text, n < 0 ? 0 : (size_t)n);
+        free(text);
+        break;
+    }
+    case GW_ROUTE_STREAM: {
+        gw_stream *st = gw_idmap_get(s->streams, id);
+
+        if (st && st->has_count) {
+            pss->wsi = wsi;
+            http_answer_count(pss, id, &st->count);
+        } else {
+            http_wait(s, pss, wsi, 1, id, 0);
+            gw_reader_want_stream(s->reader, id);
+        }
+        break;
+    }
+    case GW_ROUTE_RANKING: {
+        int64_t limit = 10, category = 0;
+        const char *v;
+
+        v = lws_get_urlarg_by_name(wsi, "limit=", buf, sizeof(buf));
+        if (v && gw_parse_id(v, &limit)) {
+            http_respond(pss, wsi, 400, 0, "{\"error\":\"limit must be a positive integer\"}\n", 45);
+            break;
+        }
+        v = lws_get_urlarg_by_name(wsi, "category=", buf, sizeof(buf));
+        if (v && gw_parse_id(v, &category)) {
+            http_respond(pss, wsi, 400, 0, "{\"error\":\"category must be a positive id\"}\n", 43);
+            break;
+        }
+        if (limit > GW_RANKING_LIMIT_MAX)
+            limit = GW_RANKING_LIMIT_MAX;
+        http_wait(s, pss, wsi, 2, category, (int)limit);
+        gw_reader_want_ranking(s->reader, category, (int)limit);
+        break;
+    }
+    case GW_ROUTE_BAD_ID:
+        http_respond(pss, wsi, 400, 0, "{\"error\":\"malformed stream id\"}\n", 32);
+        break;
+    case GW_ROUTE_WS:
+        http_respond(pss, wsi, 400, 2, "WebSocket upgrade required\n", 27);
+        break;
+    case GW_ROUTE_NOT_FOUND:
+        http_respond(pss, wsi, 404, 2, "not found\n", 10);
+        break;
+    }
+    return 0;
+}
+
+static int http_writeable(struct lws *wsi, gw_session *pss)
+{
+    static const char *const ctypes[] = {"application/json", "text/plain; version=0.0.4", "text/plain"};
+    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    int rc;
+
+    if (pss->status == 0)
+        return 0;
+    if (lws_add_http_common_headers(wsi, pss->status, ctypes[pss->ctype % 3], pss->body_len, &p, end) ||
+        lws_finalize_write_http_header(wsi, start, &p, end))
+        return 1;
+    rc = pss->body_len ? lws_write(wsi, pss->body + LWS_PRE, pss->body_len, LWS_WRITE_HTTP_FINAL) : 0;
+    free(pss->body);
+    pss->body = NULL;
+    pss->status = 0;
+    if (rc < 0)
+        return -1;
+    if (lws_http_transaction_completed(wsi))
+        return -1;
+    return 0;
+}
+
+/* ---- WebSocket handshake ---- */
+
+static int reject_http(gw_service *s, struct lws *wsi, gw_reject cause, unsigned status)
+{
+    s->m.rejects[cause]++;
+    lws_return_http_status(wsi, status, NULL);
+    return 1;
+}
+
+/* The checks that can still answer with an HTTP status (lws has no
+ * per-session memory yet at this point). */
+static int confirm_upgrade(gw_service *s, struct lws *wsi)
+{
+    const gw_config *cfg = s->cfg;
+    char path[64], buf[512], ip[46];
+    const char *v;
+    int64_t id;
+    int olen;
+
+    if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) < 0 || gw_route_path(path, NULL) != GW_ROUTE_WS) {
+        lws_return_http_status(wsi, 404, NULL);
+        return 1;
+    }
+    if (s->shutting_down)
+        return reject_http(s, wsi, GW_REJECT_SHUTDOWN, 503);
+    v = lws_get_urlarg_by_name(wsi, "stream=", buf, 64);
+    if (v == NULL || gw_parse_id(v, &id))
+        return reject_http(s, wsi, GW_REJECT_BAD_STREAM, 400);
+    olen = lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN);
+    if (cfg->allowed_origins[0]) {
+        if (olen > 0) {
+            if (olen >= (int)sizeof(buf) || lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_ORIGIN) < 0 ||
+                !gw_origin_allowed(cfg->allowed_origins, buf))
+                return reject_http(s, wsi, GW_REJECT_ORIGIN, 403);
+        } else if (cfg->allow_anonymous)
+            return reject_http(s, wsi, GW_REJECT_ORIGIN, 403);
+    }
+    if (s->nsessions >= (uint32_t)cfg->max_connections)
+        return reject_http(s, wsi, GW_REJECT_CAPACITY, 503);
+    if (lws_get_peer_simple(wsi, ip, sizeof(ip)) == NULL)
+        snprintf(ip, sizeof(ip), "?");
+    switch (gw_limiter_check(s->lim, ip, gw_mono_ms())) {
+    case GW_LIMIT_OK:
+        break;
+    case GW_LIMIT_RATE:
+        return reject_http(s, wsi, GW_REJECT_RATE, 429);
+    case GW_LIMIT_CONNS:
+        return reject_http(s, wsi, GW_REJECT_CONNS_PER_IP, 429);
+    case GW_LIMIT_TABLE_FULL:
+        return reject_http(s, wsi, GW_REJECT_IP_TABLE, 503);
+    }
+    return 0;
+}
+
+/* The upgrade goes ahead: take the per-IP slot and check the token into the
+ * session. A bad token is answered after the upgrade (close 4401), so that
+ * browsers can see why. */
+static int filter_connection(gw_service *s, struct lws *wsi, gw_session *pss)
+{
+    const gw_config *cfg = s->cfg;
+    char buf[4200];
+    const char *v;
+
+    memset(pss, 0, sizeof(*pss));
+    v = lws_get_urlarg_by_name(wsi, "stream=", buf, 64);
+    if (v == NULL || gw_parse_id(v, &pss->stream_id))
+        return -1; /* confirm_upgrade has answered 400 already */
+    if (lws_get_peer_simple(wsi, pss->ip, sizeof(pss->ip)) == NULL)
+        snprintf(pss->ip, sizeof(pss->ip), "?");
+    if (gw_limiter_admit(s->lim, pss->ip, gw_mono_ms()) != GW_LIMIT_OK) {
+        s->m.rejects[GW_REJECT_RATE]++;
+        return -1;
+    }
+    pss->admitted = 1;
+    pss->upgrading = 1;
+
+    v = lws_get_urlarg_by_name(wsi, "token=", buf, sizeof(buf));
+    if (v == NULL && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+        lws_hdr_copy(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_AUTHORIZATION) >= 0)
+        v = gw_bearer_token(buf);
+    if (v == NULL || !v[0]) {
+        if (!cfg->allow_anonymous) {
+            pss->close_code = CLOSE_UNAUTHORIZED;
+            pss->reject = GW_REJECT_NO_TOKEN;
+            s->m.rejects[GW_REJECT_NO_TOKEN]++;
+        }
+        return 0;
+    }
+    {
+        gw_token_rc trc = gw_token_verify(v, (const unsigned char *)cfg->token_secret, strlen(cfg->token_secret),
+                                          gw_now_ms() / 1000, &pss->user_id);
+
+        if (trc != GW_TOKEN_OK) {
+            pss->close_code = CLOSE_UNAUTHORIZED;
+            pss->reject = GW_REJECT_TOKEN;
+            pss->token_rc = (uint8_t)trc;
+            pss->user_id = 0;
+            s->m.token_rejects[trc]++;
+        }
+    }
+    return 0;
+}
+
+static void viewer_established(gw_service *s, struct lws *wsi, gw_session *pss)
+{
+    int64_t now = gw_now_ms();
+
+    pss->wsi = wsi;
+    pss->kind = GW_SESS_VIEWER;
+    pss->last_rx_ms = gw_mono_ms();
+    pss->ping_ms = pss->last_rx_ms;
+    s->nsessions++;
+    if (!pss->upgrading) {
+        /* Not through confirm_upgrade (should not happen): refuse. */
+        pss->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+    }
+    if (pss->close_code) {
+        lws_callback_on_writable(wsi);
+        return;
+    }
+    pss->conn_id = (int64_t)((((uint64_t)(s->epoch_ms / 1000) & 0x7fffffffu) << 32) | ++s->conn_counter);
+    pss->joined_ms = now;
+    if (stream_join(s, pss) == NULL) {
+        pss->close_code = LWS_CLOSE_STATUS_UNEXPECTED_CONDITION;
+        lws_callback_on_writable(wsi);
+        return;
+    }
+    pss->joined = 1;
+    s->nviewers++;
+    s->m.connections = s->nviewers;
+    emit(s, VC_EV_JOIN, pss, VC_LEAVE_NONE);
+    if (pss->stream->has_count)
+        viewer_offer(s, pss, pss->stream->msg);
+}
+
+static void viewer_closed(gw_service *s, gw_session *pss)
+{
+    s->nsessions--;
+    if (pss->joined) {
+        viewer_leave(s, pss, (vc_leave_reason)pss->leave_reason);
+        stream_leave(s, pss);
+        s->nviewers--;
+        s->m.connections = s->nviewers;
+    }
+    if (pss->admitted)
+        gw_limiter_release(s->lim, pss->ip);
+    pss->admitted = 0;
+    gw_msg_unref(pss->pending);
+    pss->pending = NULL;
+    free(pss->rx);
+    pss->rx = NULL;
+}
+
+/* ---- frames from the viewer ---- */
+
+static int close_bad(gw_service *s, struct lws *wsi, gw_badframe kind, enum lws_close_status code,
+                     const char *why)
+{
+    s->m.badframes[kind]++;
+    lws_close_reason(wsi, code, (unsigned char *)why, strlen(why));
+    return -1;
+}
+
+static int viewer_message(gw_service *s, struct lws *wsi, gw_session *pss, const char *buf, size_t len)
+{
+    switch (gw_parse_client_msg(buf, len)) {
+    case GW_MSG_PING:
+        pss->pong_due = 1;
+        s->m.pongs++;
+        lws_callback_on_writable(wsi);
+        return 0;
+    case GW_MSG_NOT_JSON:
+        return close_bad(s, wsi, GW_BADFRAME_NOT_JSON, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                         "expected a JSON object with a type");
+    case GW_MSG_UNKNOWN_TYPE:
+        break;
+    }
+    return close_bad(s, wsi, GW_BADFRAME_UNKNOWN_TYPE, LWS_CLOSE_STATUS_POLICY_VIOLATION, "unknown message type");
+}
+
+static int viewer_receive(gw_service *s, struct lws *wsi, gw_session *pss, const char *in, size_t len)
+{
+    size_t remaining = lws_remaining_packet_payload(wsi);
+    int final = lws_is_final_fragment(wsi);
+
+    pss->last_rx_ms = gw_mono_ms();
+    if (pss->close_code)
+        return 0;
+    if (lws_frame_is_binary(wsi))
+        return close_bad(s, wsi, GW_BADFRAME_BINARY, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
+                         "binary frames are not accepted");
+    if ((size_t)pss->rxlen + len + remaining > GW_FRAME_MAX)
+        return close_bad(s, wsi, GW_BADFRAME_TOO_BIG, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "message over 4096 bytes");
+    if (pss->rxlen == 0 && final)
+        return viewer_message(s, wsi, pss, in, len);
+    if (pss->rx == NULL && (pss->rx = malloc(GW_FRAME_MAX)) == NULL)
+        return -1;
+    memcpy(pss->rx + pss->rxlen, in, len);
+    pss->rxlen = (uint16_t)(pss->rxlen + len);
+    if (!final)
+        return 0;
+    {
+        int rc = viewer_message(s, wsi, pss, pss->rx, pss->rxlen);
+
+        free(pss->rx);
+        pss->rx = NULL;
+        pss->rxlen = 0;
+        return rc;
+    }
+}
+
+static const char *close_text(const gw_session *pss, char *buf, size_t size)
+{
+    switch (pss->close_code) {
+    case CLOSE_UNAUTHORIZED:
+        if (pss->reject == GW_REJECT_NO_TOKEN)
+            return "unauthorized: token required";
+        snprintf(buf, size, "unauthorized: %s", gw_token_strerror((gw_token_rc)pss->token_rc));
+        return buf;
+    case LWS_CLOSE_STATUS_GOINGAWAY:
+        return "gateway shutting down";
+    case LWS_CLOSE_STATUS_NORMAL:
+        return "idle timeout";
+    default:
+        return "closing";
+    }
+}
+
+static int viewer_writeable(gw_service *s, struct lws *wsi, gw_session *pss)
+{
+    unsigned char buf[LWS_PRE + 32];
+
+    if (pss->close_code) {
+        char text[64];
+        const char *why = close_text(pss, text, sizeof(text));
+
+        size_t n = strlen(why);
+        unsigned char frame[LWS_PRE + 2 + 96];
+
+        /* Returning -1 right after ESTABLISHED makes lws 4.1 drop the socket
+         * without the close frame that lws_close_reason() prepared, so the
+         * close frame is written here, then the connection is dropped. */
+        if (n > 96)
+            n = 96;
+        frame[LWS_PRE] = (unsigned char)(pss->close_code >> 8);
+        frame[LWS_PRE + 1] = (unsigned char)(pss->close_code & 0xff);
+        memcpy(frame + LWS_PRE + 2, why, n);
+        lws_write(wsi, frame + LWS_PRE, 2 + n, (enum lws_write_protocol)4 /* LWS_WRITE_CLOSE, internal in 4.1 */);
+        return -1;
+    }
+    if (lws_send_pipe_choked(wsi)) {
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (pss->ping_due) {
+        pss->ping_due = 0;
+        s->m.pings_sent++;
+        if (lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+            return -1;
+    } else if (pss->pong_due) {
+        static const char pong[] = "{\"type\":\"pong\"}";
+
+        pss->pong_due = 0;
+        memcpy(buf + LWS_PRE, pong, sizeof(pong) - 1);
+        if (lws_write(wsi, buf + LWS_PRE, sizeof(pong) - 1, LWS_WRITE_TEXT) < 0)
+            return -1;
+    } else if (pss->pending) {
+        gw_msg *m = pss->pending;
+        int rc;
+
+        pss->pending = NULL;
+        rc = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        gw_msg_unref(m);
+        if (rc < 0)
+            return -1;
+        s->m.pushes_sent++;
+    }
+    if (pss->ping_due || pss->pong_due || pss->pending)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+/* ---- the callback ---- */
+
+int gw_proto_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    gw_service *s = svc_of(wsi);
+    gw_session *pss = user;
+
+    switch (reason) {
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        if (s)
+            gw_proto_take_reader_results(s);
+        break;
+
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (in == NULL || strcmp(in, "websocket") != 0)
+            return -1;
+        return confirm_upgrade(s, wsi);
+
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        return filter_connection(s, wsi, pss);
+
+    case LWS_CALLBACK_HTTP:
+        return http_request(s, wsi, pss, in ? (const char *)in : "");
+
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return http_writeable(wsi, pss);
+
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (pss) {
+            if (pss->waiting)
+                http_unwait(s, pss);
+            free(pss->body);
+            pss->body = NULL;
+            if (pss->admitted && pss->kind == GW_SESS_HTTP) {
+                gw_limiter_release(s->lim, pss->ip);
+                pss->admitted = 0;
+            }
+        }
+        break;
+
+    case LWS_CALLBACK_ESTABLISHED:
+        viewer_established(s, wsi, pss);
+        break;
+
+    case LWS_CALLBACK_CLOSED:
+        if (pss && pss->kind == GW_SESS_VIEWER)
+            viewer_closed(s, pss);
+        break;
+
+    case LWS_CALLBACK_RECEIVE:
+        return viewer_receive(s, wsi, pss, in, len);
+
+    case LWS_CALLBACK_RECEIVE_PONG:
+        pss->last_rx_ms = gw_mono_ms();
+        break;
+
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return viewer_writeable(s, wsi, pss);
+
+    default:
+        break;
+    }
+    return 0;
+}
+
+/* ---- called by the service on the loop thread ---- */
+
+static void publish_count(gw_service *s, gw_stream *st, const gw_count *c)
+{
+    char buf[GW_COUNT_MSG_MAX];
+    int n;
+    gw_msg *msg;
+
+    if (st->has_count && gw_count_equal(&st->count, c))
+        return;
+    n = gw_count_format(buf, sizeof(buf), st->id, c);
+    if (n < 0 || (msg = gw_msg_new(buf, (size_t)n)) == NULL)
+        return;
+    gw_msg_unref(st->msg);
+    st->msg = msg;
+    st->count = *c;
+    st->has_count = 1;
+    for (gw_session *v = st->head; v; v = v->next)
+        if (!v->close_code)
+            viewer_offer(s, v, msg);
+}
+
+void gw_proto_take_reader_results(gw_service *s)
+{
+    gw_reader_result *res;
+    gw_ranking_result *rank;
+    size_t nres, nrank;
+
+    gw_reader_take(s->reader, &res, &nres, &rank, &nrank);
+    for (size_t i = 0; i < nres; i++) {
+        gw_stream *st = gw_idmap_get(s->streams, res[i].stream_id);
+
+        if (st)
+            publish_count(s, st, &res[i].count);
+        for (gw_session **pp = &s->http_waiting; *pp;) {
+            gw_session *h = *pp;
+
+            if (h->waiting == 1 && h->api_id == res[i].stream_id) {
+                *pp = h->http_next;
+                h->http_next = NULL;
+                h->waiting = 0;
+                http_answer_count(h, res[i].stream_id, &res[i].count);
+            } else
+                pp = &h->http_next;
+        }
+    }
+    for (size_t i = 0; i < nrank; i++) {
+        for (gw_session **pp = &s->http_waiting; *pp;) {
+            gw_session *h = *pp;
+
+            if (h->waiting == 2 && h->api_id == rank[i].category && h->api_limit == rank[i].limit) {
+                *pp = h->http_next;
+                h->http_next = NULL;
+                h->waiting = 0;
+                lws_set_timeout(h->wsi, NO_PENDING_TIMEOUT, 0);
+                http_respond(h, h->wsi, rank[i].ok ? 200 : 503, 0, rank[i].json,
+                             rank[i].json ? strlen(rank[i].json) : 0);
+            } else
+                pp = &h->http_next;
+        }
+        free(rank[i].json);
+    }
+    free(res);
+    free(rank);
+}
+
+typedef struct {
+    gw_service *s;
+    int64_t now;
+    int64_t *ids;
+    size_t n;
+} walk;
+
+static void sweep_stream(int64_t id, void *value, void *arg)
+{
+    walk *w = arg;
+    const gw_config *cfg = w->s->cfg;
+    gw_stream *st = value;
+
+    (void)id;
+    for (gw_session *v = st->head; v; v = v->next) {
+        int64_t idle = w->now - v->last_rx_ms;
+
+        if (v->close_code)
+            continue;
+        if (idle >= (int64_t)cfg->idle_timeout_seconds * 1000) {
+            v->leave_reason = VC_LEAVE_HEARTBEAT_TIMEOUT;
+            v->close_code = LWS_CLOSE_STATUS_NORMAL;
+            lws_callback_on_writable(v->wsi);
+        } else if (idle >= (int64_t)cfg->ping_seconds * 1000 &&
+                   w->now - v->ping_ms >= (int64_t)cfg->ping_seconds * 1000) {
+            v->ping_ms = w->now;
+            v->ping_due = 1;
+            lws_callback_on_writable(v->wsi);
+        }
+    }
+}
+
+void gw_proto_sweep(gw_service *s, int64_t now_mono)
+{
+    walk w = {s, now_mono, NULL, 0};
+
+    gw_idmap_each(s->streams, sweep_stream, &w);
+}
+
+static void shutdown_stream(int64_t id, void *value, void *arg)
+{
+    walk *w = arg;
+    gw_stream *st = value;
+
+    (void)id;
+    for (gw_session *v = st->head; v; v = v->next) {
+        viewer_leave(w->s, v, VC_LEAVE_GATEWAY_SHUTDOWN);
+        v->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
+        lws_callback_on_writable(v->wsi);
+    }
+}
+
+void gw_proto_shutdown(gw_service *s)
+{
+    walk w = {s, 0, NULL, 0};
+
+    gw_idmap_each(s->streams, shutdown_stream, &w);
+}
+
+static void sync_stream(int64_t id, void *value, void *arg)
+{
+    walk *w = arg;
+    gw_stream *st = value;
+    int32_t chunks = (int32_t)((st->nviewers + VC_SYNC_VIEWERS_MAX - 1) / VC_SYNC_VIEWERS_MAX);
+    vc_sync_viewer *vs = malloc(sizeof(*vs) * VC_SYNC_VIEWERS_MAX);
+    gw_session *v = st->head;
+    int64_t snapshot = ++w->s->snapshot_id;
+
+    if (vs == NULL)
+        return;
+    for (int32_t c = 0; c < chunks; c++) {
+        vc_event ev;
+        size_t n = 0;
+
+        for (; v && n < VC_SYNC_VIEWERS_MAX; v = v->next) {
+            if (v->left)
+                continue;
+            vs[n].conn_id = v->conn_id;
+            vs[n].user_id = v->user_id;
+            vs[n].joined_ms = v->joined_ms;
+            n++;
+        }
+        vc_event_init(&ev);
+        ev.type = VC_EV_SYNC;
+        ev.stream_id = id;
+        ev.snapshot_id = snapshot;
+        ev.chunk = c;
+        ev.chunks = chunks;
+        ev.nviewers = n;
+        ev.viewers = vs; /* borrowed: not freed through the event */
+        if (gw_producer_send(w->s->prod, &ev, -1, gw_now_ms()) == 0)
+            w->s->m.sync_chunks++;
+    }
+    w->s->m.syncs++;
+    free(vs);
+}
+
+int gw_proto_send_sync(gw_service *s)
+{
+    walk w = {s, 0, NULL, 0};
+
+    gw_idmap_each(s->streams, sync_stream, &w);
+    return 0;
+}
+
+static void collect_id(int64_t id, void *value, void *arg)
+{
+    walk *w = arg;
+
+    (void)value;
+    w->ids[w->n++] = id;
+}
+
+void gw_proto_post_streams(gw_service *s)
+{
+    walk w = {s, 0, NULL, 0};
+    size_t n = gw_idmap_size(s->streams);
+
+    w.ids = malloc((n ? n : 1) * sizeof(int64_t));
+    if (w.ids == NULL)
+        return;
+    gw_idmap_each(s->streams, collect_id, &w);
+    gw_reader_post_streams(s->reader, w.ids, w.n);
+}
