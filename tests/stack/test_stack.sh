@@ -159,7 +159,7 @@ for pid in $apids; do pid_alive "$pid" && left+=" $pid"; done
 check "no process of stack a is left (by pid)" test -z "$left"
 check "no process mentions stack a's dir" test -z "$(live_pids_under "$WORK/a")"
 check "no listener left on stack a's ports" bash -c "
-    for p in \$(seq $A $((A + 5))) $((A + 10)) $((A + 11)) \$(seq $((A + 12)) $((A + 17))) $(seq $((A + 45)) $((A + 47))); do
+    for p in \$(seq $A $((A + 5))) $((A + 10)) $((A + 11)) \$(seq $((A + 12)) $((A + 17))) \$(seq $((A + 45)) $((A + 47))); do
         ss -Hltn \"sport = :\$p\" | grep -q . && { echo \"port \$p still listening\"; exit 1; }
     done; exit 0"
 check "no pid files left" bash -c "! ls '$WORK/a/run/'*.pid 2>/dev/null | grep -q ."
