@@ -54,7 +54,8 @@ static int run_cmd(const char *fmt, ...)
 void h_flush_redis(h_ctx *h)
 {
     char masters[512], *save = NULL;
-    snprintf(masters, sizeof(masters), "%s", h->redis_masters);
+    /* every node, asking each for its role: a failover may have moved the masters */
+    snprintf(masters, sizeof(masters), "%s", h->redis_nodes);
     for (char *tok = strtok_r(masters, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         char host[256];
         int port;
@@ -422,4 +423,131 @@ long long h_model_peak(const h_model *m, int64_t stream)
         if (m->stream[i] == stream)
             return m->peak[i];
     return 0;
+}
+
+int h_stack(h_ctx *h, const char *args)
+{
+    return run_cmd("VC_STACK_DIR='%s' '%s/deploy/local/stack' %s >/dev/null 2>&1", h->stack_dir,
+                   AGG_TEST_REPO, args);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static char *join_reply(const redisReply *r, int pairs)
+{
+    size_t n = r->elements / (size_t)(pairs ? 2 : 1), total = 1;
+    char **items = calloc(n + 1, sizeof(*items));
+    char *out;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *a = r->element[pairs ? 2 * i : i];
+        const redisReply *b = pairs ? r->element[2 * i + 1] : NULL;
+        size_t len = a->len * 2 + (b ? b->len * 2 : 0) + 4;
+        items[i] = malloc(len);
+        size_t k = 0;
+        for (size_t c = 0; c < a->len; c++)
+            k += (size_t)sprintf(items[i] + k, "%02x", (unsigned char)a->str[c]);
+        if (b) {
+            items[i][k++] = '=';
+            for (size_t c = 0; c < b->len; c++)
+                k += (size_t)sprintf(items[i] + k, "%02x", (unsigned char)b->str[c]);
+        }
+        items[i][k] = '\0';
+        total += k + 1;
+    }
+    qsort(items, n, sizeof(*items), cmp_str);
+    out = malloc(total);
+    out[0] = '\0';
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(items[i]);
+        memcpy(out + k, items[i], l);
+        k += l;
+        out[k++] = ',';
+        free(items[i]);
+    }
+    out[k] = '\0';
+    free(items);
+    return out;
+}
+
+char *h_dump_keys(h_ctx *h, size_t *nkeys)
+{
+    char nodes[512], *save = NULL;
+    char **lines = NULL;
+    size_t n = 0, cap = 0, total = 1;
+    snprintf(nodes, sizeof(nodes), "%s", h->redis_nodes);
+    for (char *tok = strtok_r(nodes, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char host[256];
+        const char *colon = strrchr(tok, ':');
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
+        struct timeval tv = {5, 0};
+        redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+        if (c == NULL || c->err) {
+            if (c)
+                redisFree(c);
+            continue;
+        }
+        redisReply *role = redisCommand(c, "ROLE");
+        int master = role && role->type == REDIS_REPLY_ARRAY && strcmp(role->element[0]->str, "master") == 0;
+        if (role)
+            freeReplyObject(role);
+        if (!master) {
+            redisFree(c);
+            continue;
+        }
+        char cursor[32] = "0";
+        do {
+            redisReply *r = redisCommand(c, "SCAN %s MATCH vc:* COUNT 1000", cursor);
+            cr_assert(r && r->type == REDIS_REPLY_ARRAY);
+            snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
+            for (size_t i = 0; i < r->element[1]->elements; i++) {
+                const char *key = r->element[1]->element[i]->str;
+                redisReply *t = redisCommand(c, "TYPE %s", key), *v = NULL;
+                int pairs = 0;
+                if (strcmp(t->str, "hash") == 0) {
+                    v = redisCommand(c, "HGETALL %s", key);
+                    pairs = 1;
+                } else if (strcmp(t->str, "zset") == 0) {
+                    v = redisCommand(c, "ZRANGE %s 0 -1 WITHSCORES", key);
+                    pairs = 1;
+                } else if (strcmp(t->str, "set") == 0) {
+                    v = redisCommand(c, "SMEMBERS %s", key);
+                } else {
+                    v = redisCommand(c, "DUMP %s", key);
+                }
+                char *body = v->type == REDIS_REPLY_ARRAY ? join_reply(v, pairs) : strdup(v->str ? v->str : "");
+                size_t len = strlen(key) + strlen(t->str) + strlen(body) + 3;
+                if (n == cap) {
+                    cap = cap ? cap * 2 : 256;
+                    lines = realloc(lines, cap * sizeof(*lines));
+                }
+                lines[n] = malloc(len);
+                snprintf(lines[n], len, "%s %s %s", key, t->str, body);
+                total += len;
+                n++;
+                free(body);
+                freeReplyObject(t);
+                freeReplyObject(v);
+            }
+            freeReplyObject(r);
+        } while (strcmp(cursor, "0") != 0);
+        redisFree(c);
+    }
+    qsort(lines, n, sizeof(*lines), cmp_str);
+    char *out = malloc(total);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(lines[i]);
+        memcpy(out + k, lines[i], l);
+        k += l;
+        out[k++] = '\n';
+        free(lines[i]);
+    }
+    out[k] = '\0';
+    free(lines);
+    *nkeys = n;
+    return out;
 }

@@ -73,3 +73,9 @@ long long h_model_viewers(const h_model *m, int64_t stream);
 long long h_model_peak(const h_model *m, int64_t stream);
 
 #endif
+
+/* Every vc:* key of the cluster with its type and contents, one line per key,
+ * sorted: two dumps compare with strcmp. Caller frees. */
+char *h_dump_keys(h_ctx *h, size_t *nkeys);
+/* Run the stack script with arguments (e.g. "kill redis 0"); returns its exit status. */
+int h_stack(h_ctx *h, const char *args);

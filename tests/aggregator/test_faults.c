@@ -1,0 +1,384 @@
+/* test_faults.c -- vc-aggregator under faults, against the real Redis
+ * Cluster and broker: kill -9 in a loop, two instances and a rebalance, a
+ * Redis master killed mid-stream, FLUSHALL then rebuild (command and
+ * automatic), gateway death by event time, sync repair, dead letters. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "vc_partition.h"
+
+#define NSTREAMS 40
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* A random workload of joins and leaves with its ground truth. */
+typedef struct {
+    h_model m;
+    int64_t open_conn[65536], open_stream[65536];
+    int open_gw[65536];
+    int nopen;
+    int64_t next_conn, ts;
+    unsigned seed;
+} workload;
+
+static const char *gws[2] = {"gw-a", "gw-b"};
+
+static void work(h_ctx *h, workload *w, int events)
+{
+    for (int i = 0; i < events; i++) {
+        vc_event ev;
+        int leave = w->nopen > 0 && rand_r(&w->seed) % 100 < 40;
+        if (leave) {
+            int k = rand_r(&w->seed) % w->nopen;
+            ev = h_leave(w->open_stream[k], w->open_conn[k], gws[w->open_gw[k]], 1, w->ts++);
+            w->nopen--;
+            w->open_conn[k] = w->open_conn[w->nopen];
+            w->open_stream[k] = w->open_stream[w->nopen];
+            w->open_gw[k] = w->open_gw[w->nopen];
+        } else {
+            int64_t stream = 1000 + rand_r(&w->seed) % NSTREAMS;
+            int64_t user = rand_r(&w->seed) % 100 < 20 ? 0 : 1 + rand_r(&w->seed) % 300;
+            int gw = rand_r(&w->seed) % 2;
+            cr_assert_lt(w->nopen, 65536);
+            ev = h_join(stream, user, ++w->next_conn, gws[gw], 1, w->ts++);
+            w->open_conn[w->nopen] = ev.conn_id;
+            w->open_stream[w->nopen] = stream;
+            w->open_gw[w->nopen++] = gw;
+        }
+        h_produce(h, &ev);
+        h_model_apply(&w->m, &ev);
+    }
+}
+
+static void expect_truth(h_ctx *h, const workload *w)
+{
+    for (int s = 0; s < NSTREAMS; s++) {
+        int64_t id = 1000 + s;
+        long long want = h_model_viewers(&w->m, id), got = h_stream_int(h, id, "viewers");
+        if (want == 0 && got == -1)
+            continue;
+        cr_expect_eq(got, want, "stream %lld: %lld viewers in Redis, %lld in the events", (long long)id, got, want);
+        cr_expect_eq(h_stream_int(h, id, "peak"), h_model_peak(&w->m, id), "peak of stream %lld", (long long)id);
+        cr_expect_eq(h_rank_score(h, id, 0), want > 0 ? want : -1, "rank of stream %lld", (long long)id);
+    }
+}
+
+static workload *workload_new(unsigned seed)
+{
+    workload *w = calloc(1, sizeof(*w));
+    w->seed = seed;
+    w->ts = 1700000000000LL;
+    return w;
+}
+
+Test(faults, kill_9_at_random_moments_while_events_flow, .timeout = 600)
+{
+    h_ctx h;
+    h_setup(&h, "kill9");
+    workload *w = workload_new(42);
+    unsigned r = 7;
+    for (int round = 0; round < 8; round++) {
+        pid_t agg = h_agg_start(&h, NULL);
+        int chunks = 2 + rand_r(&r) % 6;
+        for (int c = 0; c < chunks; c++) {
+            work(&h, w, 300);
+            rd_kafka_flush(h.rk, 10000);
+            sleep_ms(rand_r(&r) % 700);
+        }
+        h_agg_stop(agg, SIGKILL);
+    }
+    h_sync(&h);
+    pid_t agg = h_agg_start(&h, NULL);
+    cr_assert(h_wait_applied(&h, 120), "events not applied within 120 s after the last restart");
+    expect_truth(&h, w);
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    free(w);
+    h_teardown(&h);
+}
+
+Test(faults, two_aggregators_and_a_rebalance, .timeout = 600)
+{
+    h_ctx h;
+    h_setup(&h, "rebal");
+    workload *w = workload_new(4242);
+    const char *second[] = {"VC_AGGREGATOR_ID=agg-1", NULL};
+    pid_t a = h_agg_start(&h, NULL);
+    work(&h, w, 1500);
+    h_sync(&h);
+    pid_t b = h_agg_start(&h, second); /* joins the group: partitions are shared */
+    for (int i = 0; i < 10; i++) {
+        work(&h, w, 200);
+        sleep_ms(300);
+    }
+    h_agg_stop(a, SIGKILL); /* dies: b takes every partition after the session timeout */
+    work(&h, w, 1500);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 120), "the survivor did not apply everything within 120 s");
+    expect_truth(&h, w);
+    cr_expect_eq(h_agg_stop(b, SIGTERM), 0);
+    free(w);
+    h_teardown(&h);
+}
+
+Test(faults, redis_master_killed_and_replica_promoted_mid_stream, .timeout = 600)
+{
+    h_ctx h;
+    h_setup(&h, "failover");
+    workload *w = workload_new(99);
+    pid_t agg = h_agg_start(&h, NULL);
+    work(&h, w, 1500);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_assert_eq(h_stack(&h, "kill redis 0"), 0, "stack kill redis 0");
+    for (int i = 0; i < 10; i++) {
+        work(&h, w, 150);
+        sleep_ms(400);
+    }
+    h_sync(&h);
+    int ok = h_wait_applied(&h, 120);
+    int restarted = h_stack(&h, "start redis 0");
+    cr_assert(ok, "events not applied within 120 s of the failover");
+    cr_expect_eq(restarted, 0, "stack start redis 0");
+    expect_truth(&h, w);
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    free(w);
+    h_teardown(&h);
+}
+
+Test(faults, flushall_then_rebuild_restores_every_key, .timeout = 600)
+{
+    h_ctx h;
+    size_t nbefore, nafter;
+    h_setup(&h, "rebuild");
+    workload *w = workload_new(7);
+    /* a gateway restart and an expiry are part of the history too */
+    pid_t agg = h_agg_start(&h, NULL);
+    work(&h, w, 3000);
+    h_heartbeat_all(&h, "gw-c", 5, w->ts);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 90));
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    char *before = h_dump_keys(&h, &nbefore);
+    cr_assert_gt(nbefore, NSTREAMS);
+
+    /* the command */
+    h_flush_redis(&h);
+    char *empty = h_dump_keys(&h, &nafter);
+    cr_assert_eq(nafter, 0);
+    free(empty);
+    pid_t rb = fork();
+    if (rb == 0) {
+        setenv("VC_EVENTS_TOPIC", h.topic, 1);
+        setenv("VC_DLQ_TOPIC", h.dlq, 1);
+        setenv("VC_AGGREGATOR_GROUP", h.group, 1);
+        setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
+        execl(AGG_TEST_BIN, "vc-aggregator", "rebuild", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    for (int i = 0; i < 1200 && waitpid(rb, &status, WNOHANG) != rb; i++)
+        sleep_ms(100);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "vc-aggregator rebuild failed (status %d)", status);
+    char *after = h_dump_keys(&h, &nafter);
+    cr_expect_eq(nafter, nbefore, "%zu keys after the rebuild, %zu before", nafter, nbefore);
+    cr_expect(strcmp(before, after) == 0, "the rebuilt keys differ from the keys before the flush");
+    free(after);
+
+    /* automatic: a running aggregator finds its state gone and rebuilds it */
+    agg = h_agg_start(&h, NULL);
+    sleep_ms(3000);
+    h_flush_redis(&h);
+    after = NULL;
+    for (int i = 0; i < 60; i++) {
+        sleep_ms(500);
+        free(after);
+        after = h_dump_keys(&h, &nafter);
+        if (strcmp(before, after) == 0)
+            break;
+    }
+    cr_expect(strcmp(before, after) == 0, "the automatic rebuild did not restore every key within 30 s");
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    free(after);
+    free(before);
+    free(w);
+    h_teardown(&h);
+}
+
+Test(faults, a_silent_gateway_loses_its_viewers_after_the_timeout_and_not_before, .timeout = 300)
+{
+    h_ctx h;
+    h_setup(&h, "gwdeath");
+    const char *env[] = {"VC_GATEWAY_TIMEOUT_MS=5000", NULL};
+    pid_t agg = h_agg_start(&h, env);
+    int64_t t = 1000000;
+    h_heartbeat_all(&h, "gw-a", 1, t);
+    h_heartbeat_all(&h, "gw-b", 1, t);
+    for (int i = 0; i < 3; i++) {
+        vc_event j = h_join(77, 10 + i, 100 + i, "gw-a", 1, t);
+        h_produce(&h, &j);
+    }
+    vc_event jb = h_join(77, 50, 200, "gw-b", 1, t);
+    h_produce(&h, &jb);
+    /* gw-b keeps heartbeating, gw-a is silent: exactly the timeout is not yet over it */
+    h_heartbeat_all(&h, "gw-b", 1, t + 3000);
+    h_heartbeat_all(&h, "gw-b", 1, t + 5000);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_stream_int(&h, 77, "viewers"), 4, "gw-a's viewers must stay until its timeout");
+    h_heartbeat_all(&h, "gw-b", 1, t + 5001);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_stream_int(&h, 77, "viewers"), 1, "gw-a silent for more than the timeout: its viewers leave");
+    cr_expect_eq(h_rank_score(&h, 77, 0), 1);
+    /* its viewers reconnect to gw-b and count once */
+    for (int i = 0; i < 3; i++) {
+        vc_event j = h_join(77, 10 + i, 300 + i, "gw-b", 1, t + 5002);
+        h_produce(&h, &j);
+    }
+    /* a restart of gw-b (new epoch) ends the old epoch's viewers at once */
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_stream_int(&h, 77, "viewers"), 4);
+    h_heartbeat_all(&h, "gw-b", 2, t + 5003);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_stream_int(&h, 77, "viewers"), 0, "a restarted gateway's old viewers are gone");
+    cr_expect_eq(h_stream_int(&h, 77, "peak"), 4);
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    h_teardown(&h);
+}
+
+static vc_event sync_of(int64_t stream, const char *gw, int64_t snap, const int64_t *conns, const int64_t *users,
+                        size_t n, int64_t ts)
+{
+    vc_event ev = h_heartbeat(gw, 1, ts);
+    ev.type = VC_EV_SYNC;
+    ev.stream_id = stream;
+    ev.snapshot_id = snap;
+    ev.chunk = 0;
+    ev.chunks = 1;
+    ev.nviewers = n;
+    ev.viewers = calloc(n ? n : 1, sizeof(*ev.viewers));
+    for (size_t i = 0; i < n; i++) {
+        ev.viewers[i].conn_id = conns[i];
+        ev.viewers[i].user_id = users[i];
+        ev.viewers[i].joined_ms = ts - 1;
+    }
+    return ev;
+}
+
+Test(faults, a_sync_with_drift_repairs_the_gateway_share, .timeout = 300)
+{
+    h_ctx h;
+    h_setup(&h, "sync");
+    pid_t agg = h_agg_start(&h, NULL);
+    int64_t t = 5000000, conns[16], users[16];
+    for (int i = 0; i < 10; i++) {
+        vc_event j = h_join(88, 100 + i, 1 + i, "gw-a", 1, t);
+        h_produce(&h, &j);
+        conns[i] = 1 + i;
+        users[i] = 100 + i;
+    }
+    vc_event other = h_join(88, 500, 99, "gw-b", 1, t);
+    h_produce(&h, &other);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_stream_int(&h, 88, "viewers"), 11);
+    /* gw-a really holds conns 1..8 and 11 (user 111): 2 ghosts, 1 missing: 30% -> syncing */
+    conns[8] = 11;
+    users[8] = 111;
+    vc_event s1 = sync_of(88, "gw-a", 1, conns, users, 9, t + 1);
+    h_produce(&h, &s1);
+    vc_event_free(&s1);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_stream_int(&h, 88, "viewers"), 10, "the share of gw-a is replaced by its snapshot");
+    char *status = h_stream_str(&h, 88, "status");
+    cr_expect_str_eq(status, "syncing");
+    free(status);
+    /* a matching snapshot: no drift, the stream is live again */
+    vc_event s2 = sync_of(88, "gw-a", 2, conns, users, 9, t + 2);
+    h_produce(&h, &s2);
+    vc_event_free(&s2);
+    /* a chunked snapshot of gw-b with one ghost less than it holds: 1 of 1 -> rebuild tier, count 9 */
+    int64_t none = 0;
+    vc_event c0 = sync_of(88, "gw-b", 3, &none, &none, 0, t + 3);
+    c0.chunks = 2;
+    vc_event c1 = sync_of(88, "gw-b", 3, &none, &none, 0, t + 3);
+    c1.chunk = 1;
+    c1.chunks = 2;
+    h_produce(&h, &c0);
+    h_produce(&h, &c1);
+    vc_event_free(&c0);
+    vc_event_free(&c1);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_stream_int(&h, 88, "viewers"), 9);
+    status = h_stream_str(&h, 88, "status");
+    cr_expect_str_eq(status, "syncing", "a large drift marks the stream syncing");
+    free(status);
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    h_teardown(&h);
+}
+
+Test(faults, a_garbage_message_lands_in_the_dead_letter_topic, .timeout = 300)
+{
+    h_ctx h;
+    char err[256];
+    h_setup(&h, "dlq");
+    pid_t agg = h_agg_start(&h, NULL);
+    vc_event j = h_join(66, 1, 1, "gw-a", 1, 1000);
+    h_produce(&h, &j);
+    h_produce_raw(&h, 66, "not an event", 12);
+    vc_event j2 = h_join(66, 3, 3, "gw-a", 1, 1002);
+    h_produce(&h, &j2);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60), "consumption must go on past a bad message");
+    cr_expect_eq(h_stream_int(&h, 66, "viewers"), 2);
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", h.brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "group.id", "dlq-reader", err, sizeof(err));
+    rd_kafka_t *c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    cr_assert_not_null(c, "%s", err);
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(list, h.dlq, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(c, list);
+    rd_kafka_topic_partition_list_destroy(list);
+    rd_kafka_message_t *msg = NULL;
+    for (int i = 0; i < 300 && msg == NULL; i++) {
+        msg = rd_kafka_consumer_poll(c, 100);
+        if (msg && msg->err) {
+            rd_kafka_message_destroy(msg);
+            msg = NULL;
+        }
+    }
+    cr_assert_not_null(msg, "no dead letter within 30 s");
+    cr_expect_eq(msg->len, 12);
+    cr_expect(memcmp(msg->payload, "not an event", 12) == 0);
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *val;
+    size_t len;
+    cr_assert_eq(rd_kafka_message_headers(msg, &hdrs), 0);
+    cr_assert_eq(rd_kafka_header_get_last(hdrs, "vc-error", &val, &len), 0, "the reason header");
+    cr_expect_gt(len, 0);
+    cr_assert_eq(rd_kafka_header_get_last(hdrs, "vc-source-offset", &val, &len), 0);
+    cr_expect_eq(len, 1);
+    cr_expect_eq(((const char *)val)[0], '1');
+    rd_kafka_message_destroy(msg);
+    rd_kafka_consumer_close(c);
+    rd_kafka_destroy(c);
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    h_teardown(&h);
+}
