@@ -69,6 +69,126 @@ static int reader_ensure(char *errstr, size_t errstr_size)
     return 0;
 }
 
+/* --- can avro-c resolve writer into reader? ---
+ *
+ * avro-c 1.11's avro_resolved_reader_new() frees memory twice when it meets a
+ * reader field that the writer lacks (it cannot fill defaults), so resolution
+ * is checked here first and avro-c only sees pairs it resolves. The rules are
+ * the specification's, minus defaults: every reader field must be written,
+ * writer-only fields are skipped; enum symbols must be known to the reader;
+ * numbers may widen (int to long, float, double; long to float, double;
+ * float to double). */
+
+static avro_schema_t schema_deref(avro_schema_t s)
+{
+    return avro_typeof(s) == AVRO_LINK ? avro_schema_link_target(s) : s;
+}
+
+static int resolvable(avro_schema_t w, avro_schema_t r, int depth, char *errstr, size_t errstr_size);
+
+static int resolvable_same_type(avro_schema_t w, avro_schema_t r, int depth, char *errstr, size_t errstr_size)
+{
+    switch (avro_typeof(r)) {
+    case AVRO_RECORD:
+    case AVRO_ENUM:
+    case AVRO_FIXED:
+        if (strcmp(avro_schema_name(w), avro_schema_name(r)) != 0) {
+            vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "writer %s where the reader has %s",
+                          avro_schema_name(w), avro_schema_name(r));
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    switch (avro_typeof(r)) {
+    case AVRO_RECORD:
+        for (size_t i = 0; i < avro_schema_record_size(r); i++) {
+            const char *name = avro_schema_record_field_name(r, (int)i);
+            avro_schema_t wf = NULL;
+            /* By position, not avro_schema_record_field_get(): in avro-c 1.11 that
+             * finds fields of another parsed schema with the same record name. */
+            for (size_t j = 0; j < avro_schema_record_size(w) && !wf; j++)
+                if (strcmp(avro_schema_record_field_name(w, (int)j), name) == 0)
+                    wf = avro_schema_record_field_get_by_index(w, (int)j);
+            if (!wf) {
+                vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size,
+                              "%s.%s is not in the writer schema (avro-c cannot fill defaults)",
+                              avro_schema_name(r), name);
+                return 0;
+            }
+            if (!resolvable(wf, avro_schema_record_field_get_by_index(r, (int)i), depth + 1, errstr, errstr_size))
+                return 0;
+        }
+        return 1;
+    case AVRO_ENUM:
+        for (int i = 0; i < avro_schema_enum_number_of_symbols(w); i++) {
+            const char *sym = avro_schema_enum_get(w, i);
+            if (avro_schema_enum_get_by_name(r, sym) < 0) {
+                vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "enum %s: symbol %s unknown to the reader",
+                              avro_schema_name(r), sym);
+                return 0;
+            }
+        }
+        return 1;
+    case AVRO_FIXED:
+        if (avro_schema_fixed_size(w) != avro_schema_fixed_size(r)) {
+            vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "fixed %s changed size",
+                          avro_schema_name(r));
+            return 0;
+        }
+        return 1;
+    case AVRO_ARRAY:
+        return resolvable(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1, errstr, errstr_size);
+    case AVRO_MAP:
+        return resolvable(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1, errstr, errstr_size);
+    default:
+        return 1; /* the same primitive */
+    }
+}
+
+static int resolvable(avro_schema_t w, avro_schema_t r, int depth, char *errstr, size_t errstr_size)
+{
+    avro_type_t tw, tr;
+
+    if (depth > WALK_DEPTH_MAX) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema nested deeper than %d", WALK_DEPTH_MAX);
+        return 0;
+    }
+    w = schema_deref(w);
+    r = schema_deref(r);
+    tw = avro_typeof(w);
+    tr = avro_typeof(r);
+    if (tw == AVRO_UNION) {
+        for (size_t i = 0; i < avro_schema_union_size(w); i++)
+            if (!resolvable(avro_schema_union_branch(w, (int)i), r, depth + 1, errstr, errstr_size))
+                return 0;
+        return 1;
+    }
+    if (tr == AVRO_UNION) {
+        for (size_t i = 0; i < avro_schema_union_size(r); i++)
+            if (resolvable(w, avro_schema_union_branch(r, (int)i), depth + 1, NULL, 0))
+                return 1;
+        /* Say why the branch of the same type does not fit, if there is one. */
+        for (size_t i = 0; i < avro_schema_union_size(r); i++) {
+            avro_schema_t b = schema_deref(avro_schema_union_branch(r, (int)i));
+            if (avro_typeof(b) == tw)
+                return resolvable(w, b, depth + 1, errstr, errstr_size);
+        }
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "no branch of a reader union takes writer %s",
+                      avro_schema_type_name(w));
+        return 0;
+    }
+    if (tw == tr)
+        return resolvable_same_type(w, r, depth, errstr, errstr_size);
+    if ((tw == AVRO_INT32 && (tr == AVRO_INT64 || tr == AVRO_FLOAT || tr == AVRO_DOUBLE)) ||
+        (tw == AVRO_INT64 && (tr == AVRO_FLOAT || tr == AVRO_DOUBLE)) || (tw == AVRO_FLOAT && tr == AVRO_DOUBLE))
+        return 1;
+    vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "writer %s cannot be read as %s",
+                  avro_schema_type_name(w), avro_schema_type_name(r));
+    return 0;
+}
+
 int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size)
 {
     uint64_t fp;
@@ -95,6 +215,10 @@ int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size
     }
     if (avro_schema_from_json_length(schema_json, strlen(schema_json), &writer) != 0) {
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema: %s", avro_strerror());
+        goto out;
+    }
+    if (!resolvable(writer, reader_schema, 0, errstr, errstr_size)) {
+        avro_schema_decref(writer);
         goto out;
     }
     resolver = avro_resolved_reader_new(writer, reader_schema);
