@@ -86,7 +86,8 @@ char *gw_ranking_json(int64_t category, gw_rank_entry *entries, size_t n, int li
 
     if (out == NULL)
         return NULL;
-    qsort(entries, n, sizeof(*entries), cmp_rank);
+    if (n > 0)
+        qsort(entries, n, sizeof(*entries), cmp_rank);
     off += (size_t)snprintf(out, cap, "{\"category\":%lld,\"streams\":[", (long long)category);
     for (size_t i = 0, shown = 0; i < n && shown < (size_t)limit; i++) {
         if (i > 0 && entries[i].stream_id == entries[i - 1].stream_id)
