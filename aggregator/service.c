@@ -332,8 +332,10 @@ static int apply_parts(agg_service *svc, int idle_check)
 {
     int32_t idx[AGG_MAX_PARTITIONS];
     size_t pending[AGG_MAX_PARTITIONS], gone[AGG_MAX_PARTITIONS];
+    int32_t gap_p[AGG_MAX_PARTITIONS];
+    int64_t gap_stored[AGG_MAX_PARTITIONS];
     char err[256];
-    int n = 0, rc = 0;
+    int n = 0, rc = 0, ngaps = 0;
 
     vc_redis_batch_reset(svc->batch);
     for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++) {
@@ -386,8 +388,9 @@ static int apply_parts(agg_service *svc, int idle_check)
                 atomic_fetch_add(&svc->m->gateways_expired, gone[i]);
                 svc->rebuilt_events += pending[i];
                 agg_part_confirm(part);
-            } else if (part_reload(svc, p, stored) < 0) {
-                return -1;
+            } else {
+                gap_p[ngaps] = p;
+                gap_stored[ngaps++] = stored;
             }
         } else if (strncmp(err, "NOSCRIPT", 8) == 0) {
             svc->use_eval[p] = 1;
@@ -398,6 +401,10 @@ static int apply_parts(agg_service *svc, int idle_check)
             rc = -1;
         }
     }
+    /* after the loop: reloading reuses the batch and its replies */
+    for (int i = 0; i < ngaps; i++)
+        if (part_reload(svc, gap_p[i], gap_stored[i]) < 0)
+            return -1;
     return rc;
 }
 

@@ -457,7 +457,8 @@ static char *join_reply(const redisReply *r, int pairs)
         items[i][k] = '\0';
         total += k + 1;
     }
-    qsort(items, n, sizeof(*items), cmp_str);
+    if (n > 0)
+        qsort(items, n, sizeof(*items), cmp_str);
     out = malloc(total);
     out[0] = '\0';
     size_t k = 0;
@@ -536,7 +537,8 @@ char *h_dump_keys(h_ctx *h, size_t *nkeys)
         } while (strcmp(cursor, "0") != 0);
         redisFree(c);
     }
-    qsort(lines, n, sizeof(*lines), cmp_str);
+    if (n > 0)
+        qsort(lines, n, sizeof(*lines), cmp_str);
     char *out = malloc(total);
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
@@ -550,4 +552,68 @@ char *h_dump_keys(h_ctx *h, size_t *nkeys)
     free(lines);
     *nkeys = n;
     return out;
+}
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+char *h_http_get(int port, const char *path)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    char req[256], *buf = malloc(1 << 17);
+    size_t len = 0;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        if (fd >= 0)
+            close(fd);
+        free(buf);
+        return NULL;
+    }
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        free(buf);
+        return NULL;
+    }
+    for (;;) {
+        ssize_t r = read(fd, buf + len, (1 << 17) - 1 - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    close(fd);
+    buf[len] = '\0';
+    char *body = strstr(buf, "\r\n\r\n");
+    char *out = body ? strdup(body + 4) : NULL;
+    if (out && strncmp(buf, "HTTP/1.1 200", 12) != 0) {
+        free(out);
+        out = NULL;
+    }
+    free(buf);
+    return out;
+}
+
+int h_http_port(int i)
+{
+    return atoi(need_env("VC_PORT_BASE")) + 39 - i;
+}
+
+int h_wait_assigned(int port, int seconds)
+{
+    char want[64];
+    snprintf(want, sizeof(want), "vc_aggregator_lag{partition=\"%d\"}", H_PARTITIONS - 1);
+    for (int i = 0; i < seconds * 10; i++) {
+        char *m = h_http_get(port, "/metrics");
+        int ok = m && strstr(m, want) != NULL;
+        free(m);
+        if (ok)
+            return 1;
+        sleep_ms(100);
+    }
+    return 0;
 }

@@ -79,3 +79,10 @@ long long h_model_peak(const h_model *m, int64_t stream);
 char *h_dump_keys(h_ctx *h, size_t *nkeys);
 /* Run the stack script with arguments (e.g. "kill redis 0"); returns its exit status. */
 int h_stack(h_ctx *h, const char *args);
+
+/* GET path from 127.0.0.1:port; the body (caller frees) or NULL. */
+char *h_http_get(int port, const char *path);
+/* A port for an aggregator's HTTP in this stack's range (VC_PORT_BASE + 39 - i). */
+int h_http_port(int i);
+/* Wait (bounded) until the aggregator on port reports all H_PARTITIONS assigned. */
+int h_wait_assigned(int port, int seconds);

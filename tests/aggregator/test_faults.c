@@ -196,8 +196,15 @@ Test(faults, flushall_then_rebuild_restores_every_key, .timeout = 600)
     free(after);
 
     /* automatic: a running aggregator finds its state gone and rebuilds it */
-    agg = h_agg_start(&h, NULL);
-    sleep_ms(3000);
+    char port_env[64];
+    int port = h_http_port(0);
+    snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
+    const char *env[] = {port_env, NULL};
+    agg = h_agg_start(&h, env);
+    cr_assert(h_wait_assigned(port, 60), "the aggregator did not take its partitions within 60 s");
+    char *health = h_http_get(port, "/healthz");
+    cr_expect_not_null(health, "/healthz answers 200");
+    free(health);
     h_flush_redis(&h);
     after = NULL;
     for (int i = 0; i < 60; i++) {
@@ -208,6 +215,10 @@ Test(faults, flushall_then_rebuild_restores_every_key, .timeout = 600)
             break;
     }
     cr_expect(strcmp(before, after) == 0, "the automatic rebuild did not restore every key within 30 s");
+    char *metrics = h_http_get(port, "/metrics");
+    cr_assert_not_null(metrics);
+    cr_expect(strstr(metrics, "vc_aggregator_rebuilds_total 0") == NULL, "a rebuild is counted:\n%s", metrics);
+    free(metrics);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(after);
     free(before);
