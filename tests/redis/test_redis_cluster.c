@@ -233,6 +233,7 @@ static void teardown(void)
 {
     if (g_nnodes == 0)
         return;
+    wait_settled("the test"); /* a demoted master has become a replica */
     if (g_open_slot >= 0) { /* finish it, then move the slot home below */
         open_slot(g_open_slot, g_open_from, g_open_to, 0);
         close_slot();
@@ -603,6 +604,49 @@ Test(redis_cluster, the_client_keeps_working_across_a_failover)
     vc_redis_batch_destroy(rb);
     vc_redis_batch_destroy(b);
     vc_redis_destroy(r);
+}
+
+Test(redis_cluster, a_master_that_stops_answering_is_replaced_from_a_fresh_map)
+{
+    vc_redis *r = client(0, 300);
+    vc_redis_batch *b = vc_redis_batch_new(r, 0);
+    const unsigned slot = 12000;
+    char k[64];
+    slot_key(k, sizeof(k), slot, "takeover");
+    vc_redis_batch_addf(b, k, "SET %s 1", k);
+    exec_ok(b);
+    vc_redis_batch_reset(b);
+    vc_redis_batch_addf(b, k, "WAIT 1 2000"); /* on the same connection as the SET */
+    exec_ok(b);
+    expect_int(b, 0, 1);
+    int master[16384], replica[16384];
+    slot_map(g_node[0].port, master, replica);
+    int old = master[slot], promoted = replica[slot];
+
+    /* The master cannot answer the client (nor redirect it); its replica
+     * takes over without it. */
+    long long moved = error_count(old, "MOVED");
+    adm_ok(old, "CLIENT PAUSE", adm(old, "CLIENT PAUSE 3000 ALL"));
+    adm_ok(promoted, "CLUSTER FAILOVER FORCE", adm(promoted, "CLUSTER FAILOVER FORCE"));
+    for (long long t = now_ms() + 10000; !info_has(promoted, "replication", "role:master");
+         sleep_ms(50))
+        cr_assert_lt(now_ms(), t, "replica %d did not take over", promoted);
+
+    vc_redis_batch_reset(b);
+    vc_redis_batch_addf(b, k, "INCR %s", k);
+    exec_ok(b);
+    expect_int(b, 0, 2);
+    redisReply *rep = adm(promoted, "GET %s", k);
+    cr_assert(rep->type == REDIS_REPLY_STRING && strcmp(rep->str, "2") == 0);
+    freeReplyObject(rep);
+    cr_assert_eq(error_count(old, "MOVED"), moved, /* answers once the pause is over */
+                 "the client waited for the old master to redirect it instead of reloading the map");
+    vc_redis_batch_reset(b);
+    vc_redis_batch_addf(b, k, "DEL %s", k);
+    exec_ok(b);
+    vc_redis_batch_destroy(b);
+    vc_redis_destroy(r);
+    /* teardown waits for the old master to rejoin as a replica, fails back */
 }
 
 Test(redis_cluster, killed_connections_are_reopened)
