@@ -121,16 +121,22 @@ static void node_close(vc_node *n)
     n->readonly = 0;
 }
 
-/* A connect or I/O failure: drop the connection, reconnect after a backoff. */
-static void node_failed(vc_redis *r, vc_node *n, const char *why)
+/* Leave node n alone for a backoff (a replica's master serves meanwhile). */
+static void node_avoid(vc_redis *r, vc_node *n, const char *why)
 {
     snprintf(r->err, sizeof(r->err), "%.255s:%d: %.200s", n->host, n->port, why);
-    node_close(n);
     if (n->failures < 16)
         n->failures++;
     int64_t wait = 50LL << (n->failures - 1);
     n->retry_at = now_ms() + (wait < VC_REDIS_NODE_BACKOFF_MS_MAX ? wait : VC_REDIS_NODE_BACKOFF_MS_MAX);
     r->stale = 1;
+}
+
+/* A connect or I/O failure: drop the connection, reconnect after a backoff. */
+static void node_failed(vc_redis *r, vc_node *n, const char *why)
+{
+    node_avoid(r, n, why); /* why may be n->c->errstr */
+    node_close(n);
 }
 
 /* The index of node host:port, added if new. When the table is full, the
@@ -166,14 +172,15 @@ static int node_get(vc_redis *r, const char *host, size_t hostlen, int port)
     return i;
 }
 
-/* The open connection to node i (connecting if needed and not backing off),
- * or NULL. readonly: the connection must have sent READONLY. */
+/* The open connection to node i (connecting if needed), or NULL when the
+ * node is backing off or cannot be reached. readonly: the connection must
+ * have sent READONLY. */
 static redisContext *node_conn(vc_redis *r, int i, int readonly)
 {
     vc_node *n = &r->node[i];
+    if (now_ms() < n->retry_at)
+        return NULL;
     if (!n->c) {
-        if (now_ms() < n->retry_at)
-            return NULL;
         n->c = redisConnectWithTimeout(n->host, n->port, r->tv);
         if (!n->c || n->c->err) {
             node_failed(r, n, n->c ? n->c->errstr : "out of memory");
@@ -481,15 +488,16 @@ static int reply_kind(vc_redis *r, int from, const redisReply *rep, int *ask)
         r->hint = n;
         return VC_REPLY_MOVED;
     }
-    /* READONLY: a script sent to a replica on a READONLY connection. */
-    if (strncmp(rep->str, "CLUSTERDOWN", 11) == 0 || strncmp(rep->str, "READONLY", 8) == 0 ||
-        strncmp(rep->str, "MASTERDOWN", 10) == 0) {
+    /* TRYAGAIN: a slot group split by a migration in progress; READONLY: a
+     * script sent to a replica on a READONLY connection. */
+    if (strncmp(rep->str, "CLUSTERDOWN", 11) == 0 || strncmp(rep->str, "TRYAGAIN", 8) == 0 ||
+        strncmp(rep->str, "READONLY", 8) == 0) {
         r->stale = 1;
         return VC_REPLY_RETRY;
     }
-    /* TRYAGAIN: a slot group split by a migration in progress. */
-    if (strncmp(rep->str, "TRYAGAIN", 8) == 0 || strncmp(rep->str, "LOADING", 7) == 0) {
-        r->stale = 1;
+    /* A node loading its data, or a replica cut from its master. */
+    if (strncmp(rep->str, "LOADING", 7) == 0 || strncmp(rep->str, "MASTERDOWN", 10) == 0) {
+        node_avoid(r, &r->node[from], rep->str);
         return VC_REPLY_RETRY;
     }
     return VC_REPLY_DONE;
