@@ -5,9 +5,16 @@
  * before its buffer, a huge one allocates it), so a body is first walked by a
  * bounds-checked validator driven by the writer schema, and avro-c runs with
  * a bounded allocator. The resolved value is then written back as a body of
- * the current schema and read by the fast decoder, which applies the contract. */
+ * the current schema and read by the fast decoder, which applies the contract.
+ *
+ * An older writer, lacking reader fields that have defaults, is resolved into
+ * a projection of the reader schema without them; their defaults are spliced
+ * into the re-encoded body (vc_avro_defaults.c). */
 #include <avro.h>
+#include <jansson.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,12 +34,15 @@ typedef struct {
     avro_schema_t writer;
     avro_value_iface_t *writer_class;
     avro_value_iface_t *resolver;
+    avro_schema_t projected;   /* the reader without the fields below, or NULL */
+    vc_avro_defaults defaults; /* reader fields the writer lacks */
 } registered_schema;
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static registered_schema registry[REGISTRY_MAX];
 static size_t registry_len;
 static avro_schema_t reader_schema;
+static json_t *reader_json; /* for the defaults */
 static pthread_once_t allocator_once = PTHREAD_ONCE_INIT;
 
 static void *bounded_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
@@ -61,9 +71,14 @@ static int reader_ensure(char *errstr, size_t errstr_size)
     if (reader_schema)
         return 0;
     pthread_once(&allocator_once, allocator_install);
+    reader_json = json_loads(json, 0, NULL);
+    if (!reader_json)
+        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: bad JSON"), -1;
     if (avro_schema_from_json_length(json, strlen(json), &reader_schema) != 0) {
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: %s", avro_strerror());
         reader_schema = NULL;
+        json_decref(reader_json);
+        reader_json = NULL;
         return -1;
     }
     return 0;
@@ -74,125 +89,175 @@ static int reader_ensure(char *errstr, size_t errstr_size)
  * avro-c 1.11's avro_resolved_reader_new() frees memory twice when it meets a
  * reader field that the writer lacks (it cannot fill defaults), so resolution
  * is checked here first and avro-c only sees pairs it resolves. The rules are
- * the specification's, minus defaults: every reader field must be written,
- * writer-only fields are skipped; enum symbols must be known to the reader;
- * numbers may widen (int to long, float, double; long to float, double;
- * float to double). */
+ * the specification's: reader fields the writer lacks take their default
+ * (collected in ctx->defaults when allowed), writer-only fields are skipped;
+ * enum symbols must be known to the reader; numbers may widen (int to long,
+ * float, double; long to float, double; float to double). */
+
+typedef struct {
+    vc_avro_defaults *defaults; /* NULL: a missing reader field is an error */
+    int quiet;                  /* probing a union branch: no message */
+    char *errstr;
+    size_t errstr_size;
+} resolve_ctx;
+
+static int resolve_fail(resolve_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int resolve_fail(resolve_ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!c->quiet && c->errstr && c->errstr_size) {
+        va_start(ap, fmt);
+        vsnprintf(c->errstr, c->errstr_size, fmt, ap);
+        va_end(ap);
+    }
+    return 0;
+}
 
 static avro_schema_t schema_deref(avro_schema_t s)
 {
     return avro_typeof(s) == AVRO_LINK ? avro_schema_link_target(s) : s;
 }
 
-static int resolvable(avro_schema_t w, avro_schema_t r, int depth, char *errstr, size_t errstr_size);
+static int resolvable(avro_schema_t w, avro_schema_t r, int depth, resolve_ctx *c);
 
-static int resolvable_same_type(avro_schema_t w, avro_schema_t r, int depth, char *errstr, size_t errstr_size)
+static int resolvable_record(avro_schema_t w, avro_schema_t r, int depth, resolve_ctx *c)
+{
+    for (size_t i = 0; i < avro_schema_record_size(r); i++) {
+        const char *name = avro_schema_record_field_name(r, (int)i);
+        avro_schema_t wf = NULL;
+        /* By position, not avro_schema_record_field_get(): in avro-c 1.11 that
+         * finds fields of another parsed schema with the same record name. */
+        for (size_t j = 0; j < avro_schema_record_size(w) && !wf; j++)
+            if (strcmp(avro_schema_record_field_name(w, (int)j), name) == 0)
+                wf = avro_schema_record_field_get_by_index(w, (int)j);
+        if (wf) {
+            if (!resolvable(wf, avro_schema_record_field_get_by_index(r, (int)i), depth + 1, c))
+                return 0;
+            continue;
+        }
+        if (!c->defaults)
+            return resolve_fail(c, "%s.%s is not in the writer schema", avro_schema_name(r), name);
+        if (vc_avro_defaults_add(c->defaults, reader_json, r, name, c->quiet ? NULL : c->errstr, c->errstr_size) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+static int resolvable_same_type(avro_schema_t w, avro_schema_t r, int depth, resolve_ctx *c)
 {
     switch (avro_typeof(r)) {
     case AVRO_RECORD:
     case AVRO_ENUM:
     case AVRO_FIXED:
-        if (strcmp(avro_schema_name(w), avro_schema_name(r)) != 0) {
-            vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "writer %s where the reader has %s",
-                          avro_schema_name(w), avro_schema_name(r));
-            return 0;
-        }
+        if (strcmp(avro_schema_name(w), avro_schema_name(r)) != 0)
+            return resolve_fail(c, "writer %s where the reader has %s", avro_schema_name(w), avro_schema_name(r));
         break;
     default:
         break;
     }
     switch (avro_typeof(r)) {
     case AVRO_RECORD:
-        for (size_t i = 0; i < avro_schema_record_size(r); i++) {
-            const char *name = avro_schema_record_field_name(r, (int)i);
-            avro_schema_t wf = NULL;
-            /* By position, not avro_schema_record_field_get(): in avro-c 1.11 that
-             * finds fields of another parsed schema with the same record name. */
-            for (size_t j = 0; j < avro_schema_record_size(w) && !wf; j++)
-                if (strcmp(avro_schema_record_field_name(w, (int)j), name) == 0)
-                    wf = avro_schema_record_field_get_by_index(w, (int)j);
-            if (!wf) {
-                vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size,
-                              "%s.%s is not in the writer schema (avro-c cannot fill defaults)",
-                              avro_schema_name(r), name);
-                return 0;
-            }
-            if (!resolvable(wf, avro_schema_record_field_get_by_index(r, (int)i), depth + 1, errstr, errstr_size))
-                return 0;
-        }
-        return 1;
+        return resolvable_record(w, r, depth, c);
     case AVRO_ENUM:
         for (int i = 0; i < avro_schema_enum_number_of_symbols(w); i++) {
             const char *sym = avro_schema_enum_get(w, i);
-            if (avro_schema_enum_get_by_name(r, sym) < 0) {
-                vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "enum %s: symbol %s unknown to the reader",
-                              avro_schema_name(r), sym);
-                return 0;
-            }
+            if (avro_schema_enum_get_by_name(r, sym) < 0)
+                return resolve_fail(c, "enum %s: symbol %s unknown to the reader", avro_schema_name(r), sym);
         }
         return 1;
     case AVRO_FIXED:
-        if (avro_schema_fixed_size(w) != avro_schema_fixed_size(r)) {
-            vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "fixed %s changed size",
-                          avro_schema_name(r));
-            return 0;
-        }
+        if (avro_schema_fixed_size(w) != avro_schema_fixed_size(r))
+            return resolve_fail(c, "fixed %s changed size", avro_schema_name(r));
         return 1;
     case AVRO_ARRAY:
-        return resolvable(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1, errstr, errstr_size);
+        return resolvable(avro_schema_array_items(w), avro_schema_array_items(r), depth + 1, c);
     case AVRO_MAP:
-        return resolvable(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1, errstr, errstr_size);
+        return resolvable(avro_schema_map_values(w), avro_schema_map_values(r), depth + 1, c);
     default:
         return 1; /* the same primitive */
     }
 }
 
-static int resolvable(avro_schema_t w, avro_schema_t r, int depth, char *errstr, size_t errstr_size)
+static int resolvable(avro_schema_t w, avro_schema_t r, int depth, resolve_ctx *c)
 {
     avro_type_t tw, tr;
 
-    if (depth > WALK_DEPTH_MAX) {
-        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema nested deeper than %d", WALK_DEPTH_MAX);
-        return 0;
-    }
+    if (depth > WALK_DEPTH_MAX)
+        return resolve_fail(c, "schema nested deeper than %d", WALK_DEPTH_MAX);
     w = schema_deref(w);
     r = schema_deref(r);
     tw = avro_typeof(w);
     tr = avro_typeof(r);
     if (tw == AVRO_UNION) {
         for (size_t i = 0; i < avro_schema_union_size(w); i++)
-            if (!resolvable(avro_schema_union_branch(w, (int)i), r, depth + 1, errstr, errstr_size))
+            if (!resolvable(avro_schema_union_branch(w, (int)i), r, depth + 1, c))
                 return 0;
         return 1;
     }
     if (tr == AVRO_UNION) {
-        for (size_t i = 0; i < avro_schema_union_size(r); i++)
-            if (resolvable(w, avro_schema_union_branch(r, (int)i), depth + 1, NULL, 0))
+        size_t mark = c->defaults ? c->defaults->n : 0;
+        for (size_t i = 0; i < avro_schema_union_size(r); i++) {
+            c->quiet++;
+            int ok = resolvable(w, avro_schema_union_branch(r, (int)i), depth + 1, c);
+            c->quiet--;
+            if (ok)
                 return 1;
+            if (c->defaults)
+                vc_avro_defaults_truncate(c->defaults, mark);
+        }
         /* Say why the branch of the same type does not fit, if there is one. */
         for (size_t i = 0; i < avro_schema_union_size(r); i++) {
             avro_schema_t b = schema_deref(avro_schema_union_branch(r, (int)i));
             if (avro_typeof(b) == tw)
-                return resolvable(w, b, depth + 1, errstr, errstr_size);
+                return resolvable(w, b, depth + 1, c);
         }
-        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "no branch of a reader union takes writer %s",
-                      avro_schema_type_name(w));
-        return 0;
+        return resolve_fail(c, "no branch of a reader union takes writer %s", avro_schema_type_name(w));
     }
     if (tw == tr)
-        return resolvable_same_type(w, r, depth, errstr, errstr_size);
+        return resolvable_same_type(w, r, depth, c);
     if ((tw == AVRO_INT32 && (tr == AVRO_INT64 || tr == AVRO_FLOAT || tr == AVRO_DOUBLE)) ||
         (tw == AVRO_INT64 && (tr == AVRO_FLOAT || tr == AVRO_DOUBLE)) || (tw == AVRO_FLOAT && tr == AVRO_DOUBLE))
         return 1;
-    vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "writer %s cannot be read as %s",
-                  avro_schema_type_name(w), avro_schema_type_name(r));
-    return 0;
+    return resolve_fail(c, "writer %s cannot be read as %s", avro_schema_type_name(w), avro_schema_type_name(r));
+}
+
+/* The schema avro-c resolves writer into: the reader, or the reader without
+ * the fields the writer lacks. Returns it with a reference for the caller,
+ * or NULL with errstr filled. d receives the defaults to splice in. */
+static avro_schema_t resolution_target(avro_schema_t writer, vc_avro_defaults *d, char *errstr, size_t errstr_size)
+{
+    resolve_ctx c = {d, 0, errstr, errstr_size};
+    resolve_ctx strict = {NULL, 0, errstr, errstr_size};
+    avro_schema_t projected;
+    char *json;
+
+    if (!resolvable(writer, reader_schema, 0, &c))
+        return NULL;
+    if (d->n == 0)
+        return avro_schema_incref(reader_schema);
+    json = vc_avro_defaults_project(reader_json, d, errstr, errstr_size);
+    if (!json)
+        return NULL;
+    if (avro_schema_from_json_length(json, strlen(json), &projected) != 0) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "projected reader schema: %s", avro_strerror());
+        free(json);
+        return NULL;
+    }
+    free(json);
+    if (!resolvable(writer, projected, 0, &strict)) {
+        avro_schema_decref(projected);
+        return NULL;
+    }
+    return projected;
 }
 
 int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size)
 {
     uint64_t fp;
     avro_schema_t writer = NULL;
+    avro_schema_t target;
     avro_value_iface_t *resolver;
     int rc = -1;
 
@@ -217,25 +282,30 @@ int vc_schema_register(const char *schema_json, char *errstr, size_t errstr_size
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema: %s", avro_strerror());
         goto out;
     }
-    if (!resolvable(writer, reader_schema, 0, errstr, errstr_size)) {
+    registered_schema *e = &registry[registry_len];
+    memset(e, 0, sizeof *e);
+    target = resolution_target(writer, &e->defaults, errstr, errstr_size);
+    if (!target) {
+        vc_avro_defaults_truncate(&e->defaults, 0);
         avro_schema_decref(writer);
         goto out;
     }
-    resolver = avro_resolved_reader_new(writer, reader_schema);
-    if (!resolver) {
+    resolver = avro_resolved_reader_new(writer, target);
+    e->writer_class = resolver ? avro_generic_class_from_schema(writer) : NULL;
+    if (!resolver || !e->writer_class) {
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "cannot resolve into the current schema: %s",
                       avro_strerror());
+        if (resolver)
+            avro_value_iface_decref(resolver);
+        vc_avro_defaults_truncate(&e->defaults, 0);
+        avro_schema_decref(target);
         avro_schema_decref(writer);
         goto out;
     }
-    registered_schema *e = &registry[registry_len];
-    e->writer_class = avro_generic_class_from_schema(writer);
-    if (!e->writer_class) {
-        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "writer class: %s", avro_strerror());
-        avro_value_iface_decref(resolver);
-        avro_schema_decref(writer);
-        goto out;
-    }
+    if (e->defaults.n)
+        e->projected = target; /* the reference moves to the entry */
+    else
+        avro_schema_decref(target);
     e->fp = fp;
     e->writer = writer;
     e->resolver = resolver;
@@ -385,12 +455,125 @@ static vc_codec_rc walk_value(walk *w, avro_schema_t s, int depth)
     }
 }
 
+/* --- splicing defaults into a body of the projected reader schema --- */
+
+typedef struct {
+    uint8_t *b;
+    size_t len, cap;
+    int failed;
+} splice_out;
+
+static void splice_put(splice_out *o, const void *p, size_t n)
+{
+    if (o->failed)
+        return;
+    if (n > VC_EVENT_ENCODED_MAX - o->len) {
+        o->failed = 1;
+        return;
+    }
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 256;
+        while (cap < o->len + n)
+            cap *= 2;
+        uint8_t *b = realloc(o->b, cap);
+        if (!b) {
+            o->failed = 1;
+            return;
+        }
+        o->b = b;
+        o->cap = cap;
+    }
+    memcpy(o->b + o->len, p, n);
+    o->len += n;
+}
+
+static void splice_long(splice_out *o, int64_t v)
+{
+    uint64_t u = ((uint64_t)v << 1) ^ (0 - ((uint64_t)v >> 63));
+    uint8_t tmp[10];
+    size_t n = 0;
+
+    while (u >= 0x80) {
+        tmp[n++] = (uint8_t)(u | 0x80);
+        u >>= 7;
+    }
+    tmp[n++] = (uint8_t)u;
+    splice_put(o, tmp, n);
+}
+
+/* Copy one value of reader schema r from w (written in the projection, which
+ * is r without the fields in d) to o, inserting the defaults of those fields. */
+static vc_codec_rc splice_value(walk *w, splice_out *o, const vc_avro_defaults *d, avro_schema_t r, int depth)
+{
+    const uint8_t *start = w->p;
+    int64_t v;
+
+    if (depth > WALK_DEPTH_MAX)
+        return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "value nested deeper than %d", WALK_DEPTH_MAX);
+    r = schema_deref(r);
+    switch (avro_typeof(r)) {
+    case AVRO_RECORD: {
+        char full[512];
+        vc_avro_full_name(r, full, sizeof full);
+        for (size_t i = 0; i < avro_schema_record_size(r); i++) {
+            const vc_avro_default *def = vc_avro_defaults_find(d, full, avro_schema_record_field_name(r, (int)i));
+            if (def)
+                splice_put(o, def->bytes, def->len);
+            else
+                TRY(splice_value(w, o, d, avro_schema_record_field_get_by_index(r, (int)i), depth + 1));
+        }
+        return VC_CODEC_OK;
+    }
+    case AVRO_UNION:
+        TRY(walk_long(w, &v));
+        if (v < 0 || (uint64_t)v >= avro_schema_union_size(r))
+            return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "union branch %lld out of range", (long long)v);
+        splice_long(o, v);
+        return splice_value(w, o, d, avro_schema_union_branch(r, (int)v), depth + 1);
+    case AVRO_ARRAY:
+    case AVRO_MAP:
+        for (;;) {
+            int64_t count, size;
+            TRY(walk_long(w, &count));
+            if (count < 0) {
+                if (count == INT64_MIN)
+                    return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "block count out of range");
+                count = -count;
+                TRY(walk_long(w, &size)); /* the byte size changes with the defaults: dropped */
+            }
+            splice_long(o, count);
+            if (count == 0)
+                return VC_CODEC_OK;
+            if ((uint64_t)count > w->items_left)
+                return WALK_FAIL(w, VC_CODEC_ERR_MALFORMED, "more than %d array or map items", WALK_ITEMS_MAX);
+            w->items_left -= (size_t)count;
+            for (int64_t i = 0; i < count; i++) {
+                if (avro_typeof(r) == AVRO_MAP) {
+                    const uint8_t *key = w->p;
+                    int64_t klen;
+                    TRY(walk_long(w, &klen));
+                    TRY(walk_skip(w, klen, "map key"));
+                    splice_put(o, key, (size_t)(w->p - key));
+                }
+                TRY(splice_value(w, o, d,
+                                 avro_typeof(r) == AVRO_MAP ? avro_schema_map_values(r) : avro_schema_array_items(r),
+                                 depth + 1));
+            }
+        }
+    default:
+        TRY(walk_value(w, r, depth));
+        splice_put(o, start, (size_t)(w->p - start));
+        return VC_CODEC_OK;
+    }
+}
+
 /* --- decoding through resolution --- */
 
 /* Read into a fresh writer-schema value, resolve and re-encode in the current
- * schema, decode that with the fast path. */
-static vc_codec_rc resolve_written(avro_value_t *written, avro_value_t *resolved, const uint8_t *body, size_t len,
-                                   vc_event *ev, char *errstr, size_t errstr_size)
+ * schema (or its projection, then splice the defaults in), decode that with
+ * the fast path. */
+static vc_codec_rc resolve_written(const registered_schema *e, avro_value_t *written, avro_value_t *resolved,
+                                   const uint8_t *body, size_t len, vc_event *ev, char *errstr, size_t errstr_size)
 {
     avro_reader_t reader;
     avro_writer_t writer;
@@ -421,10 +604,20 @@ static vc_codec_rc resolve_written(avro_value_t *written, avro_value_t *resolved
     }
     err = avro_value_write(writer, resolved);
     avro_writer_free(writer);
-    if (err)
+    if (err) {
         rc = vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "schema resolution: %s", avro_strerror());
-    else
+    } else if (e->defaults.n == 0) {
         rc = vc_event_decode_body((const uint8_t *)out, size, ev, errstr, errstr_size);
+    } else {
+        walk w = {(const uint8_t *)out, (const uint8_t *)out + size, WALK_ITEMS_MAX, errstr, errstr_size};
+        splice_out o = {0};
+        rc = splice_value(&w, &o, &e->defaults, reader_schema, 0);
+        if (rc == VC_CODEC_OK && (o.failed || w.p != w.end))
+            rc = vc_codec_fail(VC_CODEC_ERR_INVALID, errstr, errstr_size, "event with defaults too large");
+        if (rc == VC_CODEC_OK)
+            rc = vc_event_decode_body(o.b, o.len, ev, errstr, errstr_size);
+        free(o.b);
+    }
     free(out);
     return rc;
 }
@@ -448,7 +641,7 @@ static vc_codec_rc resolve_body(registered_schema *e, const uint8_t *body, size_
         return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "resolved value: %s", avro_strerror());
     }
     avro_resolved_reader_set_source(&resolved, &written);
-    rc = resolve_written(&written, &resolved, body, len, ev, errstr, errstr_size);
+    rc = resolve_written(e, &written, &resolved, body, len, ev, errstr, errstr_size);
     avro_value_decref(&resolved);
     avro_value_decref(&written);
     return rc;

@@ -1,8 +1,9 @@
 /* fuzz_event_decode -- libFuzzer harness over vc_event_decode().
  *
- * A newer writer schema (tests/schemas/viewer_event_v2.avsc) is registered
- * first, so inputs carrying its fingerprint exercise the avro-c resolution
- * path as well as the hand-written fast path. Whatever decodes must encode
+ * A newer writer schema (tests/schemas/viewer_event_v2.avsc) and an older
+ * one (viewer_event_older.avsc, whose missing fields take the reader's
+ * defaults) are registered first, so inputs carrying their fingerprints
+ * exercise the avro-c resolution path as well as the hand-written fast path. Whatever decodes must encode
  * again and decode to the same event. Built and run by tests/fuzz/run. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,26 +14,32 @@
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
+static void register_file(const char *path)
 {
     char err[256] = "";
     static char json[1 << 16];
-    FILE *f = fopen(VC_V2_AVSC, "rb");
+    FILE *f = fopen(path, "rb");
     size_t n;
 
-    (void)argc;
-    (void)argv;
     if (!f) {
-        perror(VC_V2_AVSC);
+        perror(path);
         abort();
     }
     n = fread(json, 1, sizeof json - 1, f);
     fclose(f);
     json[n] = '\0';
     if (vc_schema_register(json, err, sizeof err) != 0) {
-        fprintf(stderr, "cannot register %s: %s\n", VC_V2_AVSC, err);
+        fprintf(stderr, "cannot register %s: %s\n", path, err);
         abort();
     }
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    register_file(VC_V2_AVSC);
+    register_file(VC_OLDER_AVSC);
     return 0;
 }
 

@@ -315,3 +315,71 @@ Test(evolution, register_accepts_widening)
     cr_assert_eq(ev.seq, 7);
     cr_assert_eq(ev.gateway_epoch, 64);
 }
+
+/* An older writer (viewer_event_older.avsc): without `reason` on the event
+ * and without `user_id` on sync viewers. Both have defaults (null), which the
+ * reader fills in. */
+static char *older_schema(void)
+{
+    FILE *f = fopen(VC_OLDER_AVSC, "rb");
+    cr_assert_not_null(f, "%s", VC_OLDER_AVSC);
+    char *s = calloc(1, 1 << 16);
+    size_t n = fread(s, 1, (1 << 16) - 1, f);
+    fclose(f);
+    cr_assert_gt(n, 0);
+    return s;
+}
+
+static size_t older_message(uint8_t *m, const char *json, const uint8_t *body, size_t len)
+{
+    uint64_t fp;
+    cr_assert_eq(vc_schema_fingerprint_of(json, &fp, NULL, 0), 0);
+    m[0] = 0xC3;
+    m[1] = 0x01;
+    for (int i = 0; i < 8; i++)
+        m[2 + i] = (uint8_t)(fp >> (8 * i));
+    memcpy(m + 10, body, len);
+    return 10 + len;
+}
+
+Test(evolution, older_writer_gets_the_reader_defaults)
+{
+    char err[256] = "";
+    char *json = older_schema();
+    int rc = vc_schema_register(json, err, sizeof err);
+    cr_assert_eq(rc, 0, "%s", err);
+
+    /* SYNC of stream 5, gateway "g", epoch 64, seq 0, ts 1, (no reason), sync:
+     * snapshot 3, chunk 0 of 1, viewers [{conn 7, joined 9}, {conn 8, joined 10}]. */
+    static const uint8_t sync_body[] = {0x06, 0x0a, 0x00, 0x00, 0x02, 'g', 0x80, 0x01, 0x00, 0x02,
+                                        0x02, 0x06, 0x00, 0x02, 0x04, 0x0e, 0x12, 0x10, 0x14, 0x00};
+    uint8_t m[64];
+    size_t len = older_message(m, json, sync_body, sizeof sync_body);
+    vc_event ev;
+    vc_event_init(&ev);
+    cr_assert_eq(vc_event_decode(m, len, &ev, err, sizeof err), VC_CODEC_OK, "%s", err);
+    cr_assert_eq(ev.type, VC_EV_SYNC);
+    cr_assert_eq(ev.reason, VC_LEAVE_NONE);
+    cr_assert_eq(ev.snapshot_id, 3);
+    cr_assert_eq(ev.nviewers, 2);
+    cr_assert_eq(ev.viewers[0].conn_id, 7);
+    cr_assert_eq(ev.viewers[0].user_id, 0);
+    cr_assert_eq(ev.viewers[0].joined_ms, 9);
+    cr_assert_eq(ev.viewers[1].conn_id, 8);
+    cr_assert_eq(ev.viewers[1].joined_ms, 10);
+    vc_event_free(&ev);
+
+    /* A LEAVE of that writer has no reason: it decodes, and breaks the contract. */
+    static const uint8_t leave_body[] = {0x02, 0x0a, 0x00, 0x0e, 0x02, 'g', 0x80, 0x01, 0x00, 0x02, 0x00};
+    len = older_message(m, json, leave_body, sizeof leave_body);
+    cr_assert_eq(vc_event_decode(m, len, &ev, err, sizeof err), VC_CODEC_ERR_INVALID);
+    cr_assert(strstr(err, "reason"), "%s", err);
+
+    /* Truncated and garbled bodies of the older writer are still error values. */
+    len = older_message(m, json, sync_body, sizeof sync_body);
+    for (size_t cut = 10; cut < len; cut++)
+        cr_assert_eq(vc_event_decode(m, cut, &ev, NULL, 0), VC_CODEC_ERR_TRUNCATED, "cut at %zu", cut);
+    m[10 + 14] = 0x03; /* viewers block count -2, then a byte size */
+    cr_assert_neq(vc_event_decode(m, len, &ev, NULL, 0), VC_CODEC_OK);
+    free(json);
+}
