@@ -547,7 +547,14 @@ int main(int argc, char **argv)
     brk_pin_next_port = (int)cfg.port;
     brk_pin_left = cfg.port ? (int)cfg.brokers : 0;
     mcluster = rd_kafka_mock_cluster_new(rk, (int)cfg.brokers);
+    int unpinned = brk_pin_left;
     brk_pin_left = 0;
+    if (mcluster && unpinned) {
+        /* This librdkafka did not bind its listeners through bind(). */
+        fprintf(stderr, "vc-broker: could not pin %d of the listener ports (bootstraps %s)\n",
+                unpinned, rd_kafka_mock_cluster_bootstraps(mcluster));
+        goto out;
+    }
     if (!mcluster) {
         if (cfg.port)
             fprintf(stderr, "vc-broker: cannot create the mock cluster: ports %ld-%ld taken?\n",
