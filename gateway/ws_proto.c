@@ -539,7 +539,9 @@ static int viewer_writeable(gw_service *s, struct lws *wsi, gw_session *pss)
     if (pss->ping_due) {
         pss->ping_due = 0;
         s->m.pings_sent++;
-        if (lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0)
+        /* lws 4.1 only reports a pong with a payload (RECEIVE_PONG). */
+        memcpy(buf + LWS_PRE, "vc", 2);
+        if (lws_write(wsi, buf + LWS_PRE, 2, LWS_WRITE_PING) < 0)
             return -1;
     } else if (pss->pong_due) {
         static const char pong[] = "{\"type\":\"pong\"}";
