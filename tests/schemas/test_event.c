@@ -17,7 +17,7 @@ static vc_event join_event(void)
     ev.stream_id = 4242;
     ev.user_id = 77;
     ev.conn_id = ((int64_t)1700000000 << 32) | 5;
-    strcpy(ev.gateway_id, "gw-eu-1");
+    snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "gw-eu-1");
     ev.gateway_epoch = 1732400000000;
     ev.seq = 12;
     ev.ts_ms = 1732400001234;
@@ -210,11 +210,11 @@ Test(validate, bad_values)
     ev = heartbeat_event(); ev.user_id = 3; EXPECT_INVALID(ev, "user_id");
     ev = join_event(); ev.gateway_id[0] = '\0'; EXPECT_INVALID(ev, "gateway_id");
     ev = join_event(); memset(ev.gateway_id, 'a', sizeof ev.gateway_id); EXPECT_INVALID(ev, "gateway_id");
-    ev = join_event(); strcpy(ev.gateway_id, "gw\n1"); EXPECT_INVALID(ev, "gateway_id");
-    ev = join_event(); strcpy(ev.gateway_id, "gw\xff"); EXPECT_INVALID(ev, "gateway_id");
-    ev = join_event(); strcpy(ev.gateway_id, "gw\xc3"); EXPECT_INVALID(ev, "gateway_id"); /* cut sequence */
-    ev = join_event(); strcpy(ev.gateway_id, "\xc0\xaf"); EXPECT_INVALID(ev, "gateway_id"); /* overlong */
-    ev = join_event(); strcpy(ev.gateway_id, "\xed\xa0\x80"); EXPECT_INVALID(ev, "gateway_id"); /* surrogate */
+    ev = join_event(); snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "gw\n1"); EXPECT_INVALID(ev, "gateway_id");
+    ev = join_event(); snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "gw\xff"); EXPECT_INVALID(ev, "gateway_id");
+    ev = join_event(); snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "gw\xc3"); EXPECT_INVALID(ev, "gateway_id"); /* cut sequence */
+    ev = join_event(); snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "\xc0\xaf"); EXPECT_INVALID(ev, "gateway_id"); /* overlong */
+    ev = join_event(); snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "\xed\xa0\x80"); EXPECT_INVALID(ev, "gateway_id"); /* surrogate */
     ev = join_event(); ev.gateway_epoch = 0; EXPECT_INVALID(ev, "gateway_epoch");
     ev = join_event(); ev.seq = -1; EXPECT_INVALID(ev, "seq");
     ev = join_event(); ev.ts_ms = 0; EXPECT_INVALID(ev, "ts_ms");
@@ -239,7 +239,7 @@ Test(validate, bad_values)
 Test(validate, gateway_id_utf8_and_max_length)
 {
     vc_event ev = join_event();
-    strcpy(ev.gateway_id, "gw-\xc3\xa9t\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x98\x80");
+    snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "gw-\xc3\xa9t\xc3\xa9-\xe2\x82\xac-\xf0\x9f\x98\x80");
     cr_assert_eq(vc_event_validate(&ev, NULL, 0), VC_CODEC_OK);
     memset(ev.gateway_id, 'g', VC_GATEWAY_ID_MAX);
     ev.gateway_id[VC_GATEWAY_ID_MAX] = '\0';
@@ -306,7 +306,7 @@ Test(codec, join_bytes)
     ev.stream_id = 1;
     ev.user_id = 2;
     ev.conn_id = 3;
-    strcpy(ev.gateway_id, "g");
+    snprintf(ev.gateway_id, sizeof ev.gateway_id, "%s", "g");
     ev.gateway_epoch = 64;
     ev.seq = 0;
     ev.ts_ms = 1;

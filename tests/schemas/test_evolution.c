@@ -153,7 +153,7 @@ Test(evolution, registered_newer_schema_is_read)
     vc_event cur;
     vc_event_init(&cur);
     cur.type = VC_EV_HEARTBEAT;
-    strcpy(cur.gateway_id, "gw");
+    snprintf(cur.gateway_id, sizeof cur.gateway_id, "%s", "gw");
     cur.gateway_epoch = 1;
     cur.ts_ms = 2;
     uint8_t buf[128];
@@ -262,8 +262,8 @@ static char *edited_schema(const char *from, const char *to)
     char *s = malloc(strlen(json) + strlen(to) + 1);
     size_t head = (size_t)(at - json);
     memcpy(s, json, head);
-    strcpy(s + head, to);
-    strcat(s, at + strlen(from));
+    memcpy(s + head, to, strlen(to));
+    memcpy(s + head + strlen(to), at + strlen(from), strlen(at + strlen(from)) + 1);
     return s;
 }
 
