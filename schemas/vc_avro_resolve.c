@@ -72,8 +72,10 @@ static int reader_ensure(char *errstr, size_t errstr_size)
         return 0;
     pthread_once(&allocator_once, allocator_install);
     reader_json = json_loads(json, 0, NULL);
-    if (!reader_json)
-        return vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: bad JSON"), -1;
+    if (!reader_json) {
+        vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: bad JSON");
+        return -1;
+    }
     if (avro_schema_from_json_length(json, strlen(json), &reader_schema) != 0) {
         vc_codec_fail(VC_CODEC_ERR_MALFORMED, errstr, errstr_size, "current schema: %s", avro_strerror());
         reader_schema = NULL;
