@@ -68,6 +68,11 @@ finish() {
         exit 1
     fi
     echo "# all $CHECKS checks passed"
+    # The stacks are down; their datadirs (~230 MB each) are kept only on failure.
+    if [[ -n ${WORK:-} && -z $(live_pids_under "$WORK") ]]; then
+        trap - EXIT
+        rm -rf "$WORK"
+    fi
     exit 0
 }
 
