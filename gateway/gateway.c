@@ -63,8 +63,12 @@ static void on_tick(uv_timer_t *t)
 {
     gw_service *s = t->data;
 
-    if (!s->shutting_down)
-        gw_proto_post_streams(s);
+    int64_t stale_ms = 3 * (int64_t)s->cfg->tick_ms;
+
+    if (s->shutting_down)
+        return;
+    gw_proto_post_streams(s);
+    gw_proto_mark_stalled(s, gw_mono_ms(), stale_ms > 2000 ? stale_ms : 2000);
 }
 
 static void on_heartbeat(uv_timer_t *t)

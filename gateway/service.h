@@ -41,6 +41,7 @@ typedef struct gw_stream {
     int has_count;
     gw_count count;             /* what was pushed last */
     gw_msg *msg;                /* its message */
+    int64_t result_ms;          /* when the reader last answered for it (monotonic) */
 } gw_stream;
 
 enum {
@@ -113,5 +114,8 @@ void gw_proto_sweep(gw_service *s, int64_t now_mono);
 void gw_proto_shutdown(gw_service *s);
 int gw_proto_send_sync(gw_service *s);
 void gw_proto_post_streams(gw_service *s);
+/* Streams the reader has not answered for since stale_ms: show their last
+ * value as stale (the reader may be stuck on an unresponsive Redis). */
+void gw_proto_mark_stalled(gw_service *s, int64_t now_mono, int64_t stale_ms);
 
 #endif

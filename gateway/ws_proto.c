@@ -51,6 +51,7 @@ static gw_stream *stream_join(gw_service *s, gw_session *pss)
         if (st == NULL)
             return NULL;
         st->id = pss->stream_id;
+        st->result_ms = gw_mono_ms();
         if (gw_idmap_put(s->streams, st->id, st)) {
             free(st);
             return NULL;
@@ -663,8 +664,10 @@ void gw_proto_take_reader_results(gw_service *s)
     for (size_t i = 0; i < nres; i++) {
         gw_stream *st = gw_idmap_get(s->streams, res[i].stream_id);
 
-        if (st)
+        if (st) {
+            st->result_ms = gw_mono_ms();
             publish_count(s, st, &res[i].count);
+        }
         for (gw_session **pp = &s->http_waiting; *pp;) {
             gw_session *h = *pp;
 
@@ -820,4 +823,26 @@ void gw_proto_post_streams(gw_service *s)
         return;
     gw_idmap_each(s->streams, collect_id, &w);
     gw_reader_post_streams(s->reader, w.ids, w.n);
+}
+
+static void stall_stream(int64_t id, void *value, void *arg)
+{
+    walk *w = arg;
+    gw_stream *st = value;
+
+    (void)id;
+    if (st->has_count && (st->count.status == GW_COUNT_LIVE || st->count.status == GW_COUNT_SYNCING) &&
+        w->now - st->result_ms > (int64_t)w->n) {
+        gw_count c = st->count;
+
+        c.status = GW_COUNT_STALE;
+        publish_count(w->s, st, &c);
+    }
+}
+
+void gw_proto_mark_stalled(gw_service *s, int64_t now_mono, int64_t stale_ms)
+{
+    walk w = {s, now_mono, NULL, (size_t)stale_ms};
+
+    gw_idmap_each(s->streams, stall_stream, &w);
 }

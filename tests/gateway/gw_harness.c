@@ -92,8 +92,13 @@ static int read_full(int fd, void *buf, size_t n, int64_t deadline)
         if (poll(&p, 1, (int)left) <= 0)
             continue;
         r = read(fd, (char *)buf + got, n - got);
-        if (r <= 0)
+        if (r < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (r <= 0) {
+            if (getenv("GWH_DEBUG"))
+                fprintf(stderr, "read_full: r=%zd errno=%d (%s) got=%zu of %zu\n", r, errno, strerror(errno), got, n);
             return -2;
+        }
         got += (size_t)r;
     }
     return 0;
@@ -318,6 +323,8 @@ int gwh_ws_recv(int fd, int timeout_ms, gwh_frame *f)
     }
     f->opcode = h[0] & 0x0f;
     len = h[1] & 0x7f;
+    /* The frame has started: the rest follows at once; never stop mid-frame. */
+    deadline = gwh_now_ms() + 5000;
     if (len == 126) {
         if (read_full(fd, ext, 2, deadline))
             return f->opcode = -2;
