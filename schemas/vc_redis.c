@@ -13,6 +13,7 @@
  * across MOVED, ASK and TRYAGAIN. */
 #include "vc_redis.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,28 @@ static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     nanosleep(&ts, NULL);
+}
+
+/* hiredis writes with write(2): to a peer that has gone, it raises SIGPIPE,
+ * which kills a process that does not ignore it. Public entry points hold it
+ * back on the calling thread and drop the ones they caused. */
+static void sigpipe_hold(sigset_t *old)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, old);
+}
+
+static void sigpipe_release(const sigset_t *old)
+{
+    sigset_t set, pending;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    struct timespec zero = {0, 0};
+    if (!sigismember(old, SIGPIPE) && sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE))
+        sigtimedwait(&set, NULL, &zero);
+    pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 static void node_close(vc_node *n)
@@ -267,7 +290,7 @@ static int slots_load(vc_redis *r, int from, const redisReply *rep)
     return 0;
 }
 
-int vc_redis_refresh(vc_redis *r, char *errstr, size_t errstr_size)
+static int slots_refresh(vc_redis *r, char *errstr, size_t errstr_size)
 {
     for (int k = -1; k < r->nnodes; k++) {
         int i = k < 0 ? r->hint : k;
@@ -289,6 +312,15 @@ int vc_redis_refresh(vc_redis *r, char *errstr, size_t errstr_size)
     if (errstr_size)
         snprintf(errstr, errstr_size, "no node gave the slot map: %s", r->err);
     return -1;
+}
+
+int vc_redis_refresh(vc_redis *r, char *errstr, size_t errstr_size)
+{
+    sigset_t old;
+    sigpipe_hold(&old);
+    int rc = slots_refresh(r, errstr, errstr_size);
+    sigpipe_release(&old);
+    return rc;
 }
 
 vc_redis *vc_redis_new(const vc_redis_conf *conf, char *errstr, size_t errstr_size)
@@ -710,19 +742,24 @@ int vc_redis_batch_exec(vc_redis_batch *b, char *errstr, size_t errstr_size)
 {
     vc_redis *r = b->r;
     int left = 0;
+    sigset_t old;
+    sigpipe_hold(&old);
     r->err[0] = '\0';
     for (int attempt = 0; attempt < VC_REDIS_ATTEMPTS; attempt++) {
         int wait = 0;
         if (r->stale)
-            vc_redis_refresh(r, NULL, 0);
+            slots_refresh(r, NULL, 0);
         left = batch_round(b, &wait);
         if (left == 0)
-            return 0;
+            break;
         if (wait && attempt + 1 < VC_REDIS_ATTEMPTS) {
             int ms = 10 << (attempt < 6 ? attempt : 6);
             sleep_ms(ms < VC_REDIS_WAIT_MS_MAX ? ms : VC_REDIS_WAIT_MS_MAX);
         }
     }
+    sigpipe_release(&old);
+    if (left == 0)
+        return 0;
     snprintf(errstr, errstr_size, "%d of %d commands without a reply after %d attempts%s%s", left,
              b->ncmd, VC_REDIS_ATTEMPTS, r->err[0] ? ": " : "", r->err);
     return -1;

@@ -6,7 +6,9 @@
  *
  * It is synchronous and pipelined: a batch sends every command to its node in
  * one write per node, then reads the replies. Callers never do one round trip
- * per event. Not thread-safe: one vc_redis per thread. */
+ * per event. Not thread-safe: one vc_redis per thread. Calls hold SIGPIPE back
+ * on the calling thread while they write (a closed connection is an error,
+ * not a signal), so the process need not ignore it. */
 #ifndef VC_REDIS_H
 #define VC_REDIS_H
 
