@@ -1,7 +1,13 @@
 /* vc_redis against a real Redis Cluster (3 masters + 3 replicas) named by
- * VC_REDIS_NODES. The tests move slots, fail over masters and pause nodes;
- * each one puts the cluster back as it found it (the fini below) and waits,
- * bounded, for every node to agree again. */
+ * VC_REDIS_NODES. The tests move slots, fail over masters, pause, kill the
+ * connections of and stop (SIGSTOP) nodes; each one puts the cluster back as
+ * it found it (the fini below) and waits, bounded, for every node to agree.
+ *
+ * The cluster they expect (deploy/local/stack, tests/redis/dev_cluster.sh):
+ * the nodes run on this machine (SIGSTOP by the pid INFO gives), every range
+ * has a replica, cluster-node-timeout of at most about 3000 ms (a stopped
+ * master must be replaced within 7 s), CLIENT, CLUSTER SETSLOT and MIGRATE
+ * allowed; no DEBUG command needed. */
 #include <criterion/criterion.h>
 #include <stdarg.h>
 #include <stdio.h>
