@@ -503,6 +503,9 @@ static rd_kafka_t *kafka_new(agg_service *svc, rd_kafka_type_t type, const char 
         {"fetch.wait.max.ms", "10"},
         {"session.timeout.ms", "10000"},
         {"heartbeat.interval.ms", "1000"},
+        /* also the rebalance timeout: a join waits at most this long for
+         * members that died; the loop polls even while Redis is down */
+        {"max.poll.interval.ms", "30000"},
         {"partition.assignment.strategy", "range,roundrobin"},
         {NULL, NULL},
     };

@@ -207,7 +207,7 @@ int h_agg_stop(pid_t pid, int sig)
 {
     int status = 0;
     kill(pid, sig);
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 6000; i++) {
         if (waitpid(pid, &status, WNOHANG) == pid)
             return status;
         sleep_ms(10);

@@ -37,7 +37,7 @@ void h_sync(h_ctx *h);
 
 /* Start vc-aggregator on the test's topic; extra: NULL-terminated "NAME=value" list. */
 pid_t h_agg_start(h_ctx *h, const char *const *extra);
-/* Send sig and reap it (bounded: SIGKILL after 20 s). Returns the exit status. */
+/* Send sig and reap it (bounded: SIGKILL after 60 s). Returns the exit status. */
 int h_agg_stop(pid_t pid, int sig);
 
 /* Wait (bounded by seconds) until every partition's applied offset in Redis

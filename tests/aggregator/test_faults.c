@@ -88,9 +88,15 @@ Test(faults, kill_9_at_random_moments_while_events_flow, .timeout = 600)
     h_setup(&h, "kill9");
     workload *w = workload_new(42);
     unsigned r = 7;
+    char port_env[64];
+    int port = h_http_port(0);
+    snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
+    const char *env[] = {port_env, NULL};
     for (int round = 0; round < 8; round++) {
-        pid_t agg = h_agg_start(&h, NULL);
-        int chunks = 2 + rand_r(&r) % 6;
+        pid_t agg = h_agg_start(&h, env);
+        /* kill while it applies, not while it joins the group */
+        cr_assert(h_wait_assigned(port, 60), "round %d: no assignment within 60 s", round);
+        int chunks = 1 + rand_r(&r) % 5;
         for (int c = 0; c < chunks; c++) {
             work(&h, w, 300);
             rd_kafka_flush(h.rk, 10000);
@@ -98,8 +104,9 @@ Test(faults, kill_9_at_random_moments_while_events_flow, .timeout = 600)
         }
         h_agg_stop(agg, SIGKILL);
     }
-    h_sync(&h);
     pid_t agg = h_agg_start(&h, NULL);
+    work(&h, w, 300); /* the last instance has work of its own too */
+    h_sync(&h);
     cr_assert(h_wait_applied(&h, 120), "events not applied within 120 s after the last restart");
     expect_truth(&h, w);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
