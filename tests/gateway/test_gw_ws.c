@@ -543,3 +543,40 @@ Test(gateway, origin_allow_list)
     cr_assert_eq(st, 101, "a non-browser client without Origin, with a token");
     close(fd);
 }
+
+static int stack(const char *args)
+{
+    char cmd[512];
+
+    snprintf(cmd, sizeof(cmd), "%s/deploy/local/stack %s >/dev/null 2>&1", GWH_REPO, args);
+    return system(cmd);
+}
+
+Test(gateway, kafka_outage_is_visible_and_repaired_by_a_sync)
+{
+    char body[512];
+    int fd, ready = 1;
+    int64_t deadline;
+
+    gwh_env("VC_STACK_DIR");
+    start(NULL);
+    fd = viewer();
+    cr_assert_eq(gwh_events_wait(events, gw.id, VC_EV_JOIN, VC_LEAVE_NONE, 1, WAIT_MS), 1);
+    cr_assert_eq(stack("broker down -1"), 0, "stack broker down -1");
+    deadline = gwh_now_ms() + 20000;
+    while (gwh_now_ms() < deadline && (ready = gwh_http_get(gw.port, "/readyz", body, sizeof(body)) == 200))
+        usleep(200000);
+    cr_expect_not(ready, "not ready while Kafka is down");
+    /* Viewers keep watching meanwhile. */
+    gwh_ws_send_text(fd, "{\"type\":\"ping\"}");
+    {
+        gwh_frame f;
+
+        cr_expect_eq(gwh_ws_wait_text(fd, "pong", WAIT_MS, &f), 0);
+    }
+    cr_assert_eq(stack("broker up -1"), 0, "stack broker up -1");
+    /* The periodic sync is 60 s away: a sync now is the outage repair. */
+    cr_assert_geq(gwh_events_wait(events, gw.id, VC_EV_SYNC, VC_LEAVE_NONE, 1, 30000), 1, "a sync after the outage");
+    cr_assert_geq(gwh_metric(gw.port, "vc_gateway_kafka_outages_total"), 1);
+    close(fd);
+}
