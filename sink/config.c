@@ -46,6 +46,10 @@ static const opt opts[] = {
     {"poll-batch", "VC_SINK_POLL_BATCH", I(poll_batch), "5000", 1, 1000000, "messages handled per loop turn"},
     {"db-timeout-s", "VC_SINK_DB_TIMEOUT_S", I(db_timeout_s), "10", 1, 3600, "MariaDB connect/read/write timeout"},
     {"retry-max-ms", "VC_SINK_RETRY_MAX_MS", I(retry_max_ms), "5000", 10, 600000, "cap of the retry backoff"},
+    {"session-timeout-ms", "VC_SINK_SESSION_TIMEOUT_MS", I(session_timeout_ms), "45000", 1000, 3600000,
+     "Kafka consumer group session timeout: a killed sink's partitions move after this"},
+    {"max-poll-interval-ms", "VC_SINK_MAX_POLL_INTERVAL_MS", I(max_poll_interval_ms), "300000", 1000, 86400000,
+     "Kafka max.poll.interval.ms, also the rebalance timeout of the group"},
     {"maintenance", "VC_SINK_MAINTENANCE", I(maintenance), "1", 0, 1,
      "call vc_partition_maintenance() at start-up"},
 };

@@ -29,6 +29,8 @@ typedef struct {
     int64_t poll_batch;           /* messages per loop turn */
     int64_t db_timeout_s;
     int64_t retry_max_ms;         /* backoff cap */
+    int64_t session_timeout_ms;   /* Kafka group session: how soon a dead sink's partitions move */
+    int64_t max_poll_interval_ms; /* Kafka rebalance timeout */
     int64_t maintenance;          /* call the partition maintenance at start-up */
 } sk_config;
 

@@ -203,7 +203,7 @@ sk_db_rc sk_db_connect(sk_db *db, char *errstr, size_t errstr_size)
     if (!mysql_real_connect(db->my, db->host, db->user, db->password, db->name, (unsigned int)db->port,
                             NULL, 0))
         return fail(db, "connect", errstr, errstr_size);
-    if (mysql_query(db->my, "SET time_zone = '+00:00', SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED") ||
+    if (mysql_query(db->my, "SET time_zone = '+00:00', tx_isolation = 'READ-COMMITTED'") ||
         mysql_autocommit(db->my, 0))
         return fail(db, "session setup", errstr, errstr_size);
     return SK_DB_OK;

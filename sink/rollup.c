@@ -236,14 +236,22 @@ static int bucket_emit(sk_rollup *r, sk_stream *st, int64_t start_ms)
     sk_current_row *c = sk_map_put(&rows->current, (sk_key){(uint64_t)st->stream_id, 0}, &created);
     if (!c)
         return -1;
-    uint64_t arrivals = created ? 0 : c->arrivals;
-    c->stream_id = st->stream_id;
+    /* Merge as the database does (GREATEST peak, first peak_at on ties, the
+     * first started_at, arrivals added), so that the rows written do not depend
+     * on how many buckets one flush holds: a stream forgotten while empty and
+     * seen again starts a new state with a new peak and start. */
+    if (created) {
+        c->stream_id = st->stream_id;
+        c->peak = st->peak;
+        c->peak_ms = st->peak_ms;
+        c->started_ms = st->started_ms;
+    } else if (st->peak > c->peak) {
+        c->peak = st->peak;
+        c->peak_ms = st->peak_ms;
+    }
     c->viewers = stream_count(st);
-    c->peak = st->peak;
-    c->peak_ms = st->peak_ms;
-    c->arrivals = arrivals + st->arrivals;
+    c->arrivals += st->arrivals;
     st->arrivals = 0;
-    c->started_ms = st->started_ms;
     c->updated_ms = end_ms;
 
     sk_daily_row *d = daily_get(r, start_ms, st->stream_id);

@@ -200,14 +200,20 @@ sk_sink *sk_sink_new(const sk_config *cfg, sk_metrics *m, char *errstr, size_t e
         return NULL;
     }
 
-    char kerr[512];
+    char kerr[512], session[24], heartbeat[24], poll_iv[24];
+    snprintf(poll_iv, sizeof poll_iv, "%" PRId64, cfg->max_poll_interval_ms);
+    snprintf(session, sizeof session, "%" PRId64, cfg->session_timeout_ms);
+    snprintf(heartbeat, sizeof heartbeat, "%" PRId64, cfg->session_timeout_ms / 3);
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "group.id", cfg->group, kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "client.id", cfg->id, kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof kerr) ||
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof kerr)) {
+        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof kerr) ||
+        rd_kafka_conf_set(conf, "session.timeout.ms", session, kerr, sizeof kerr) ||
+        rd_kafka_conf_set(conf, "heartbeat.interval.ms", heartbeat, kerr, sizeof kerr) ||
+        rd_kafka_conf_set(conf, "max.poll.interval.ms", poll_iv, kerr, sizeof kerr)) {
         snprintf(errstr, errstr_size, "kafka consumer config: %s", kerr);
         rd_kafka_conf_destroy(conf);
         sk_sink_destroy(s);

@@ -7,7 +7,7 @@
 #include "rollup.h"
 
 #define S 1000LL
-#define BASE 1795996800000LL /* 2026-11-24 00:00:00 UTC, a day boundary */
+#define BASE 1795996800000LL /* 2026-11-30 00:00:00 UTC, a day boundary */
 
 static sk_rollup_conf conf_of(int64_t rollup_s, int64_t timeout_s)
 {
@@ -309,5 +309,34 @@ Test(rollup, corrupt_checkpoint_is_refused)
     sk_rollup_conf other = conf_of(300, 90);
     cr_expect_null(sk_rollup_load(&other, blob, len, err, sizeof err));
     free(blob);
+    sk_rollup_destroy(r);
+}
+
+/* A stream that empties is forgotten; when it comes back before the rows are
+ * flushed, its current row still carries the first start and the higher peak
+ * (what the database would hold had each bucket been flushed on its own). */
+Test(rollup, current_row_merges_a_forgotten_stream)
+{
+    sk_rollup_conf c = conf_of(10, 90);
+    sk_rollup *r = sk_rollup_new(&c);
+    hb(r, "gw-a", BASE);
+    join(r, 4, 1, 1, BASE + 1 * S);
+    join(r, 4, 2, 2, BASE + 2 * S);
+    leave(r, 4, 1, 1, BASE + 3 * S);
+    leave(r, 4, 2, 2, BASE + 4 * S);
+    hb(r, "gw-a", BASE + 15 * S); /* closes [0,10); the empty stream is forgotten */
+    hb(r, "gw-a", BASE + 25 * S);
+    cr_expect_eq(sk_rollup_streams(r), 0);
+    join(r, 4, 3, 3, BASE + 31 * S);
+    hb(r, "gw-a", BASE + 45 * S);
+    const sk_rows *rows = sk_rollup_rows(r);
+    const sk_current_row *cur = sk_map_get(&rows->current, (sk_key){4, 0});
+    cr_assert_not_null(cur);
+    cr_expect_eq(cur->peak, 2);
+    cr_expect_eq(cur->peak_ms, BASE + 2 * S);
+    cr_expect_eq(cur->started_ms, BASE + 1 * S);
+    cr_expect_eq(cur->viewers, 1);
+    cr_expect_eq(cur->arrivals, 3);
+    cr_expect_eq(cur->updated_ms, BASE + 40 * S);
     sk_rollup_destroy(r);
 }
