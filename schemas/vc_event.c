@@ -397,7 +397,7 @@ static vc_codec_rc rd_enum(rd *r, const char *what, int count, int *sym)
 /* ["null","long"]: null reads as 0; a present id must be positive. */
 static vc_codec_rc rd_opt_id(rd *r, const char *what, int64_t *id)
 {
-    int branch;
+    int branch = -1; /* set by rd_branch on success; -Wmaybe-uninitialized cannot see that */
 
     TRY(rd_branch(r, what, &branch));
     if (branch == BRANCH_NULL) {
