@@ -91,6 +91,7 @@ int64_t agg_part_applied(const agg_part *p) { return p->applied; }
 int64_t agg_part_position(const agg_part *p) { return p->position; }
 size_t agg_part_pending(const agg_part *p) { return p->pending; }
 size_t agg_part_gone(const agg_part *p) { return p->gone_total; }
+size_t agg_part_ops(const agg_part *p) { return p->nargs; }
 
 /* ---- argument arena ----------------------------------------------------- */
 

@@ -77,6 +77,9 @@ agg_add_rc agg_part_add(agg_part *p, const vc_event *ev, int64_t offset, int64_t
 /* Tell the batch that stream_id belongs to category (learnt off the hot path). */
 int agg_part_add_category(agg_part *p, int64_t stream_id, int64_t category);
 
+/* Script operations in the open batch (category operations included). */
+size_t agg_part_ops(const agg_part *p);
+
 /* Gateway epochs gone in the open batch (for metrics). */
 size_t agg_part_gone(const agg_part *p);
 

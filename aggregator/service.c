@@ -21,6 +21,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "apply.h"
+#include "categories.h"
 #include "vc_event.h"
 #include "vc_keys.h"
 #include "vc_partition.h"
@@ -40,6 +41,7 @@ struct agg_service {
     char sha[41];
     int32_t npartitions;
     agg_part *parts[AGG_MAX_PARTITIONS];
+    agg_categories *cats;  /* NULL: no MariaDB configured */
     int64_t seek_to[AGG_MAX_PARTITIONS]; /* -1: none; ignore older messages */
     int use_eval[AGG_MAX_PARTITIONS];
     rd_kafka_message_t **msgs;
@@ -313,7 +315,9 @@ static void handle_message(agg_service *svc, const rd_kafka_message_t *msg)
         agg_part_skip(part, msg->offset);
         return;
     }
-    rc = agg_part_add(part, &ev, msg->offset, 0);
+    rc = agg_part_add(part, &ev, msg->offset,
+                      svc->cats && ev.type == VC_EV_JOIN ? agg_categories_get(svc->cats, ev.stream_id, now_ms())
+                                                         : 0);
     vc_event_free(&ev);
     if (rc == AGG_ADD_STALE)
         atomic_fetch_add(&svc->m->stale_events, 1);
@@ -343,7 +347,7 @@ static int apply_parts(agg_service *svc, int idle_check)
         int argc;
         const char **argv;
         const size_t *argvlen;
-        if (part == NULL || (agg_part_pending(part) == 0 && !idle_check))
+        if (part == NULL || (agg_part_pending(part) == 0 && agg_part_ops(part) == 0 && !idle_check))
             continue;
         if (agg_part_seal(part, svc->use_eval[p] ? NULL : svc->sha, &argc, &argv, &argvlen) < 0 ||
             vc_redis_batch_add(svc->batch, argv[3], argc, argv, argvlen) < 0) {
@@ -454,8 +458,17 @@ static void step(agg_service *svc)
         handle_message(svc, svc->msgs[i]);
         rd_kafka_message_destroy(svc->msgs[i]);
     }
+    if (svc->cats) {
+        int64_t streams[256], cats[256];
+        size_t k = agg_categories_drain(svc->cats, streams, cats, 256);
+        for (size_t i = 0; i < k && svc->npartitions > 0; i++) {
+            agg_part *part = svc->parts[vc_stream_partition(streams[i], svc->npartitions)];
+            if (part != NULL)
+                agg_part_add_category(part, streams[i], cats[i]);
+        }
+    }
     for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++)
-        any |= svc->parts[p] != NULL && agg_part_pending(svc->parts[p]) > 0;
+        any |= svc->parts[p] != NULL && (agg_part_pending(svc->parts[p]) > 0 || agg_part_ops(svc->parts[p]) > 0);
     if (!any && !idle && svc->redis_ok)
         return;
     if (svc->dlq_pending) {
@@ -619,6 +632,15 @@ static agg_service *service_new(const agg_config *cfg, agg_metrics *m, int rebui
     svc->rkp = kafka_new(svc, RD_KAFKA_PRODUCER, NULL, errstr, errstr_size);
     if (svc->rkp == NULL)
         goto fail;
+    if (cfg->mysql_host[0] != '\0' && cfg->category_refresh_ms > 0) {
+        agg_categories_conf cc = {cfg->mysql_host, cfg->mysql_user, cfg->mysql_password, cfg->mysql_db,
+                                  (int)cfg->mysql_port, (int)cfg->category_refresh_ms};
+        svc->cats = agg_categories_new(&cc);
+        if (svc->cats == NULL) {
+            snprintf(errstr, errstr_size, "category lookups: cannot start");
+            goto fail;
+        }
+    }
     svc->q = rd_kafka_queue_get_consumer(svc->rk);
     if (svc->q == NULL) {
         snprintf(errstr, errstr_size, "no consumer queue");
@@ -742,6 +764,7 @@ void agg_service_destroy(agg_service *svc)
         return;
     for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++)
         agg_part_destroy(svc->parts[p]);
+    agg_categories_destroy(svc->cats);
     if (svc->q)
         rd_kafka_queue_destroy(svc->q);
     if (svc->rk)

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "vc_partition.h"
@@ -147,5 +148,45 @@ Test(counts, peak_and_ranking_order_match_the_ground_truth, .timeout = 180)
     for (int b = 0; b < 5; b++)
         cr_expect_eq(best_id[b], 320 - b, "rank %d is %lld", b + 1, (long long)best_id[b]);
     free(m);
+    finish();
+}
+
+Test(counts, a_stream_whose_category_is_known_is_ranked_in_it, .timeout = 180)
+{
+    h_setup(&h, "cat");
+    /* ids far from the other tests' rows; INSERT IGNORE: a rerun finds them */
+    cr_assert_eq(h_stack(&h, "mysql -e \""
+                             "INSERT IGNORE INTO users (user_id, username) VALUES (990001, 'agg-test-broadcaster');"
+                             "INSERT IGNORE INTO categories (category_id, name, slug) VALUES (9901, 'Agg test', 'agg-test');"
+                             "INSERT IGNORE INTO broadcasters (broadcaster_id, user_id, channel_name) VALUES (990001, 990001, 'agg-test');"
+                             "INSERT IGNORE INTO streams (stream_id, broadcaster_id, category_id, status) VALUES (990401, 990001, 9901, 'live');"
+                             "\""),
+                 0, "cannot write the streams table");
+    const char *env[] = {"VC_CATEGORY_REFRESH_MS=100", NULL};
+    agg = h_agg_start(&h, env);
+    vc_event a = h_join(990401, 1, 1, "gw-a", 1, 1000), b = h_join(990402, 2, 2, "gw-a", 1, 1000);
+    vc_event c = h_join(990401, 3, 3, "gw-a", 1, 1001);
+    produce(&a);
+    produce(&b);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    int ranked = 0;
+    for (int i = 0; i < 300 && !ranked; i++) {
+        ranked = h_rank_score(&h, 990401, 9901) == 1;
+        if (!ranked) {
+            struct timespec ts = {0, 100000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    cr_expect(ranked, "stream 990401 not in its category's ranking within 30 s");
+    cr_expect_eq(h_stream_int(&h, 990401, "cat"), 9901);
+    cr_expect_eq(h_rank_score(&h, 990402, 0), 1, "a stream of unknown category is ranked overall");
+    cr_expect_eq(h_rank_score(&h, 990402, 9901), -1);
+    cr_expect_eq(h_stream_int(&h, 990402, "cat"), -1);
+    produce(&c);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    cr_expect_eq(h_rank_score(&h, 990401, 9901), 2, "the category ranking follows the count");
+    cr_expect_eq(h_rank_score(&h, 990401, 0), 2);
     finish();
 }
