@@ -141,8 +141,12 @@ typedef struct {
     int gw;
 } open_conn;
 
+static int sending = 1; /* the generator runs whole; only the chosen range is sent */
+
 static void produce_one(rd_kafka_t *rk, const char *topic, int partition, const vc_event *ev, int64_t counts[])
 {
+    if (!sending)
+        return;
     uint8_t buf[VC_EVENT_ENCODED_MAX];
     size_t len;
     cr_assert_eq(vc_event_encode(ev, buf, sizeof buf, &len), VC_CODEC_OK, "encode");
@@ -196,7 +200,9 @@ void st_produce(const st_scenario *s, const char *topic, int64_t counts[ST_MAX_P
     int garbage_every = s->garbage > 0 ? s->events / (s->garbage + 1) : 0;
     int64_t seq[3] = {0, 0, 0};
     int garbage_sent = 0;
+    int to = s->to_event > 0 ? s->to_event : s->events + 1;
     for (int i = 0; i < s->events; i++) {
+        sending = i >= s->from_event && i < to;
         t += s->step_ms;
         while (next_hb <= t) {
             for (int g = 1; g <= 2; g++) {
@@ -252,7 +258,7 @@ void st_produce(const st_scenario *s, const char *topic, int64_t counts[ST_MAX_P
         ev.ts_ms = t;
         int partition = (int)((ev.stream_id - s->stream_base - 1) % s->partitions);
         produce_one(rk, topic, partition, &ev, counts);
-        if (garbage_every && i % garbage_every == garbage_every - 1 && garbage_sent < s->garbage) {
+        if (garbage_every && i % garbage_every == garbage_every - 1 && garbage_sent < s->garbage && sending) {
             garbage_sent++;
             static const char junk[] = "\xc3\x01not-an-event";
             rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
@@ -267,6 +273,7 @@ void st_produce(const st_scenario *s, const char *topic, int64_t counts[ST_MAX_P
         rd_kafka_poll(rk, 0);
     }
     /* a last heartbeat well past the end closes the open buckets */
+    sending = s->events >= s->from_event && s->events < to;
     for (int p = 0; p < s->partitions; p++) {
         vc_event ev;
         vc_event_init(&ev);
@@ -277,6 +284,7 @@ void st_produce(const st_scenario *s, const char *topic, int64_t counts[ST_MAX_P
         ev.ts_ms = t + 30000;
         produce_one(rk, topic, p, &ev, counts);
     }
+    sending = 1;
     cr_assert_eq(rd_kafka_flush(rk, 30000), 0, "producer flush");
     cr_assert_eq(delivery_failures, 0, "delivery failures");
     rd_kafka_destroy(rk);

@@ -25,6 +25,7 @@ typedef struct {
     int slices;               /* produce in this many slices ... */
     int slice_sleep_ms;       /* ... with this pause between them (events keep flowing) */
     int garbage;              /* undecodable messages, spread over the run */
+    int from_event, to_event; /* send only the messages of viewer events [from, to); to 0: all */
 } st_scenario;
 
 /* Fill s with a small default scenario. */
