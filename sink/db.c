@@ -149,20 +149,10 @@ void sk_db_destroy(sk_db *db)
     free(db);
 }
 
-/* Classify the connection's last error, fill errstr, and drop the connection
- * on anything but a fatal error (so that the next attempt reconnects). */
-static sk_db_rc fail(sk_db *db, const char *what, char *errstr, size_t errstr_size)
+/* Retryable: the server is down, restarting, read-only, or gave up on us. */
+static sk_db_rc classify(unsigned int err)
 {
-    unsigned int err = db->my ? mysql_errno(db->my) : CR_OUT_OF_MEMORY;
-    snprintf(errstr, errstr_size, "%s: %u %s", what, err, db->my ? mysql_error(db->my) : "no connection");
-    sk_db_rc rc;
     switch (err) {
-    case CR_CONNECTION_ERROR:
-    case CR_CONN_HOST_ERROR:
-    case CR_SERVER_GONE_ERROR:
-    case CR_SERVER_LOST:
-    case CR_SERVER_LOST_EXTENDED:
-    case CR_COMMANDS_OUT_OF_SYNC:
     case ER_OPTION_PREVENTS_STATEMENT: /* read_only: a writer that was failed over */
     case ER_READ_ONLY_MODE:
     case ER_LOCK_DEADLOCK:
@@ -175,13 +165,21 @@ static sk_db_rc fail(sk_db *db, const char *what, char *errstr, size_t errstr_si
     case ER_HOST_IS_BLOCKED:
     case ER_UNKNOWN_COM_ERROR:
     case 4031: /* client interaction timeout */
-        rc = SK_DB_RETRY;
-        break;
+        return SK_DB_RETRY;
     default:
-        rc = err >= 2000 && err < 3000 ? SK_DB_RETRY : SK_DB_FATAL; /* client-side: connection trouble */
+        /* 2000-2999 are the client's own errors: connection trouble */
+        return err >= 2000 && err < 3000 ? SK_DB_RETRY : SK_DB_FATAL;
     }
+}
+
+/* Fill errstr from the connection's last error, drop the connection (the next
+ * call reconnects) and classify. */
+static sk_db_rc fail(sk_db *db, const char *what, char *errstr, size_t errstr_size)
+{
+    unsigned int err = db->my ? mysql_errno(db->my) : CR_OUT_OF_MEMORY;
+    snprintf(errstr, errstr_size, "%s: %u %s", what, err, db->my ? mysql_error(db->my) : "no connection");
     sk_db_disconnect(db);
-    return rc;
+    return classify(err);
 }
 
 sk_db_rc sk_db_connect(sk_db *db, char *errstr, size_t errstr_size)
@@ -527,10 +525,11 @@ static sk_db_rc write_bookkeeping(sk_db *db, sqlbuf *b, const char *group, const
     bind[4].length = &blen;
     if (mysql_stmt_prepare(stmt, sql, sizeof sql - 1) || mysql_stmt_bind_param(stmt, bind) ||
         mysql_stmt_execute(stmt)) {
-        snprintf(errstr, errstr_size, "checkpoint: %u %s", mysql_stmt_errno(stmt), mysql_stmt_error(stmt));
+        unsigned int err = mysql_stmt_errno(stmt);
+        snprintf(errstr, errstr_size, "checkpoint: %u %s", err, mysql_stmt_error(stmt));
         mysql_stmt_close(stmt);
-        char ignored[8];
-        return fail(db, "checkpoint", ignored, sizeof ignored) == SK_DB_RETRY ? SK_DB_RETRY : SK_DB_FATAL;
+        sk_db_disconnect(db);
+        return classify(err);
     }
     mysql_stmt_close(stmt);
     return SK_DB_OK;
@@ -572,24 +571,19 @@ sk_db_rc sk_db_flush(sk_db *db, const char *group, const char *topic, int32_t pa
         return rc;
     }
     if (mysql_commit(db->my)) {
-        unsigned int err = mysql_errno(db->my);
-        char why[256];
+        /* The outcome is unknown (the connection may have dropped after the
+         * server committed): the stored offset tells. */
+        char why[256], err2[256];
         sk_db_rc frc = fail(db, "commit", why, sizeof why);
-        if (err != CR_SERVER_LOST && err != CR_SERVER_GONE_ERROR && err != CR_SERVER_LOST_EXTENDED) {
-            snprintf(errstr, errstr_size, "%s", why);
-            return frc;
-        }
-        /* the outcome is unknown: the stored offset tells */
-        char err2[256];
         if (sk_db_connect(db, err2, sizeof err2) != SK_DB_OK ||
             read_offset(db, group, topic, partition, 0, &stored, err2, sizeof err2) != SK_DB_OK) {
             snprintf(errstr, errstr_size, "%s; outcome unknown, reading it back failed: %s", why, err2);
-            return SK_DB_RETRY; /* the next attempt is fenced on expect_offset, or redoes */
+            return SK_DB_RETRY; /* the next attempt is fenced on expect_offset: it redoes or reloads */
         }
         rollback(db);
         if (stored == expect_offset) {
             snprintf(errstr, errstr_size, "%s; not committed, redo", why);
-            return SK_DB_RETRY;
+            return frc == SK_DB_FATAL ? SK_DB_FATAL : SK_DB_RETRY;
         }
         if (stored != next_offset) {
             snprintf(errstr, errstr_size, "%s; stored offset %" PRId64 " is neither", why, stored);

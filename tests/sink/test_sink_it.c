@@ -213,6 +213,48 @@ Test(sink_it, read_only_writer_is_retried_until_writable, .timeout = 600)
                   VC_REPO_DIR "/deploy/local/stack mysql admin -e 'SET GLOBAL read_only=OFF'", 1);
 }
 
+/* ---- connections killed at any statement, COMMIT included --------------- */
+
+Test(sink_it, connections_killed_mid_transaction_change_nothing, .timeout = 600)
+{
+    char topic[64], db[64], ref[80], group[64];
+    st_unique(topic, sizeof topic, "sk_ckill");
+    st_unique(db, sizeof db, "sk_ckill");
+    snprintf(ref, sizeof ref, "%s_ref", db);
+    st_unique(group, sizeof group, "ckill");
+    st_scenario s;
+    st_scenario_default(&s);
+    s.slices = 10;
+    s.slice_sleep_ms = 500;
+    st_topic_create(topic, s.partitions);
+    st_db_create(db);
+    int port = http_port(5);
+    /* small flushes, many transactions to hit */
+    pid_t pid = st_sink_start(db, group, topic, port,
+                              (const char *const[]){"VC_SINK_POLL_BATCH=50", "VC_SINK_FLUSH_INTERVAL_MS=0", NULL});
+    /* kill the sink's connections to its database, every 100 ms, while it works */
+    char killer[1024];
+    snprintf(killer, sizeof killer,
+             "( for i in $(seq 1 120); do " VC_REPO_DIR "/deploy/local/stack mysql admin -N -e \"SELECT CONCAT('KILL "
+             "CONNECTION ', id, ';') FROM information_schema.processlist WHERE db = '%s' AND user = '%s'\" | " VC_REPO_DIR
+             "/deploy/local/stack mysql admin -f >/dev/null 2>&1; sleep 0.1; done ) >/dev/null 2>&1 & echo $! > /tmp/%s.pid",
+             db, st_env("VC_MYSQL_USER"), db);
+    cr_assert_eq(st_sh("%s", killer), 0);
+    int64_t counts[ST_MAX_PARTS];
+    st_produce(&s, topic, counts);
+    int64_t total = total_of(counts);
+    int ok = st_wait_offsets(db, group, topic, total, WAIT_S, pid);
+    st_sh("kill $(cat /tmp/%s.pid) 2>/dev/null; rm -f /tmp/%s.pid", db, db);
+    char body[8192];
+    cr_expect_eq(st_http_get(port, "/metrics", body, sizeof body), 200);
+    cr_expect_null(strstr(body, "vc_sink_transaction_retries_total 0\n"), "connections were killed:\n%s", body);
+    int rc = st_sink_stop(pid);
+    cr_assert_eq(rc, 0, "vc-sink exit status %d", rc);
+    cr_assert_eq(ok, 0, "the sink did not finish");
+    reference_run(ref, topic, total);
+    expect_same(ref, db);
+}
+
 /* ---- dead letters and metrics ------------------------------------------ */
 
 Test(sink_it, undecodable_events_go_to_the_dead_letter_topic, .timeout = 300)
