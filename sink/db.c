@@ -11,7 +11,7 @@
 #include <string.h>
 #include <time.h>
 
-#define SK_DB_ROWS_PER_STMT 1000
+#define SK_DB_ROWS_PER_STMT 5000
 #define SK_SQL_MAX (32u << 20) /* one statement never exceeds this (max_allowed_packet is 64M+) */
 
 struct sk_db {
@@ -308,7 +308,102 @@ static sk_db_rc run(sk_db *db, sqlbuf *b, const char *what, char *errstr, size_t
     return rc;
 }
 
-static sk_db_rc write_history(sk_db *db, sqlbuf *b, const sk_rows *rows, char *errstr, size_t errstr_size)
+/* ---- master data of the flushed streams -------------------------------- */
+
+/* What `streams` says about a stream, looked up once per flush for all of its
+ * streams (batched IN lists), so that the rows carry broadcaster and category
+ * as literals instead of one sub-query per row. */
+typedef struct {
+    int known;
+    int64_t broadcaster_id;
+    int64_t category_id;
+    char status[16];
+    char started_at[32];      /* '' when NULL */
+} sk_master;
+
+static sk_db_rc master_chunk(sk_db *db, sqlbuf *b, sk_map *master, char *errstr, size_t errstr_size)
+{
+    sb_printf(b, ")");
+    if (b->err) {
+        snprintf(errstr, errstr_size, "streams look-up: statement too large");
+        return SK_DB_FATAL;
+    }
+    if (mysql_real_query(db->my, b->p, (unsigned long)b->len))
+        return fail(db, "streams look-up", errstr, errstr_size);
+    sb_reset(b);
+    MYSQL_RES *res = mysql_store_result(db->my);
+    if (!res)
+        return fail(db, "streams look-up", errstr, errstr_size);
+    MYSQL_ROW row;
+    while ((row = mysql_fetch_row(res))) {
+        sk_master *m = sk_map_get(master, (sk_key){(uint64_t)strtoll(row[0], NULL, 10), 0});
+        if (!m)
+            continue;
+        m->known = 1;
+        m->broadcaster_id = strtoll(row[1], NULL, 10);
+        m->category_id = strtoll(row[2], NULL, 10);
+        snprintf(m->status, sizeof m->status, "%s", row[3] ? row[3] : "live");
+        snprintf(m->started_at, sizeof m->started_at, "%s", row[4] ? row[4] : "");
+    }
+    mysql_free_result(res);
+    return SK_DB_OK;
+}
+
+static sk_db_rc master_load(sk_db *db, sqlbuf *b, const sk_rows *rows, sk_map *master, char *errstr,
+                            size_t errstr_size)
+{
+    const sk_map *srcs[2] = {&rows->current, &rows->daily};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < srcs[k]->cap; i++) {
+            if (!srcs[k]->used[i])
+                continue;
+            int64_t id = k == 0 ? ((const sk_current_row *)sk_map_val(srcs[k], i))->stream_id
+                                : ((const sk_daily_row *)sk_map_val(srcs[k], i))->stream_id;
+            if (!sk_map_put(master, (sk_key){(uint64_t)id, 0}, NULL)) {
+                snprintf(errstr, errstr_size, "streams look-up: out of memory");
+                return SK_DB_FATAL;
+            }
+        }
+    size_t n = 0;
+    for (size_t i = 0; i < master->cap; i++) {
+        if (!master->used[i])
+            continue;
+        sb_printf(b, n % SK_DB_ROWS_PER_STMT == 0
+                         ? "SELECT stream_id, broadcaster_id, category_id, status, started_at FROM streams "
+                           "WHERE stream_id IN (%" PRId64
+                         : ",%" PRId64,
+                  (int64_t)master->keys[i].a);
+        if (++n % SK_DB_ROWS_PER_STMT == 0) {
+            sk_db_rc rc = master_chunk(db, b, master, errstr, errstr_size);
+            if (rc)
+                return rc;
+        }
+    }
+    if (n % SK_DB_ROWS_PER_STMT)
+        return master_chunk(db, b, master, errstr, errstr_size);
+    return SK_DB_OK;
+}
+
+static const sk_master *master_of(const sk_map *master, int64_t stream_id)
+{
+    static const sk_master unknown = {0};
+    const sk_master *m = sk_map_get(master, (sk_key){(uint64_t)stream_id, 0});
+    return m ? m : &unknown;
+}
+
+/* "bid,cid" literals (NULL,NULL when the stream is not known) */
+static void master_ids(const sk_master *m, char *out, size_t size)
+{
+    if (m->known)
+        snprintf(out, size, "%" PRId64 ",%" PRId64, m->broadcaster_id, m->category_id);
+    else
+        snprintf(out, size, "NULL,NULL");
+}
+
+/* ---- the flush --------------------------------------------------------- */
+
+static sk_db_rc write_history(sk_db *db, sqlbuf *b, const sk_rows *rows, const sk_map *master, char *errstr,
+                              size_t errstr_size)
 {
     for (size_t i = 0; i < rows->nhist; i++) {
         const sk_history_row *h = &rows->hist[i];
@@ -318,15 +413,13 @@ static sk_db_rc write_history(sk_db *db, sqlbuf *b, const sk_rows *rows, char *e
                          "watch_seconds) VALUES ");
         else
             sb_printf(b, ",");
-        char ts[32], avg[32], watch[32];
+        char ts[32], avg[32], watch[32], ids[48];
         sk_db_time(h->bucket_ms, ts, sizeof ts);
         milli(h->bucket_s ? (h->watch_ms + h->bucket_s / 2) / h->bucket_s : 0, avg, sizeof avg);
         milli(h->watch_ms, watch, sizeof watch);
-        sb_printf(b,
-                  "(%" PRId64 ",'%.19s',%u,(SELECT broadcaster_id FROM streams WHERE stream_id=%" PRId64 "),"
-                  "(SELECT category_id FROM streams WHERE stream_id=%" PRId64 "),%u,%u,%s,%u,%u,%u,%s)",
-                  h->stream_id, ts, h->bucket_s, h->stream_id, h->stream_id, h->peak, h->min, avg, h->joins,
-                  h->leaves, h->distinct, watch);
+        master_ids(master_of(master, h->stream_id), ids, sizeof ids);
+        sb_printf(b, "(%" PRId64 ",'%.19s',%u,%s,%u,%u,%s,%u,%u,%u,%s)", h->stream_id, ts, h->bucket_s, ids, h->peak,
+                  h->min, avg, h->joins, h->leaves, h->distinct, watch);
         if ((i + 1) % SK_DB_ROWS_PER_STMT == 0 || i + 1 == rows->nhist) {
             sb_printf(b, " ON DUPLICATE KEY UPDATE bucket_seconds=VALUES(bucket_seconds), "
                          "peak_viewers=VALUES(peak_viewers), min_viewers=VALUES(min_viewers), "
@@ -340,61 +433,55 @@ static sk_db_rc write_history(sk_db *db, sqlbuf *b, const sk_rows *rows, char *e
     return SK_DB_OK;
 }
 
-static sk_db_rc write_current_chunk(sk_db *db, sqlbuf *b, sqlbuf *ids, char *errstr, size_t errstr_size)
-{
-    /* peak_at before peak_viewers: assignments see the columns updated before them */
-    sb_printf(b, " ON DUPLICATE KEY UPDATE "
-                 "peak_at=IF(VALUES(peak_viewers) > peak_viewers, VALUES(peak_at), peak_at), "
-                 "peak_viewers=GREATEST(peak_viewers, VALUES(peak_viewers)), "
-                 "viewer_count=VALUES(viewer_count), total_viewers=total_viewers + VALUES(total_viewers), "
-                 "updated_at=VALUES(updated_at)");
-    sk_db_rc rc = run(db, b, "current_viewers", errstr, errstr_size);
-    if (rc)
-        return rc;
-    /* new rows take broadcaster, category, status from streams when it is known
-     * (later changes of streams arrive through its triggers) */
-    sb_printf(b, "UPDATE current_viewers cv JOIN streams s ON s.stream_id = cv.stream_id "
-                 "SET cv.broadcaster_id = s.broadcaster_id, cv.category_id = s.category_id, "
-                 "cv.status = s.status, cv.started_at = COALESCE(s.started_at, cv.started_at) "
-                 "WHERE cv.broadcaster_id IS NULL AND cv.stream_id IN (%s)",
-              ids->err || !ids->p ? "0" : ids->p);
-    if (ids->err)
-        b->err = 1;
-    sb_reset(ids);
-    return run(db, b, "current_viewers master data", errstr, errstr_size);
-}
-
-static sk_db_rc write_current(sk_db *db, sqlbuf *b, const sk_rows *rows, char *errstr, size_t errstr_size)
+static sk_db_rc write_current(sk_db *db, sqlbuf *b, const sk_rows *rows, const sk_map *master, char *errstr,
+                              size_t errstr_size)
 {
     size_t n = 0, total = rows->current.len;
-    sqlbuf ids = {0};
-    sk_db_rc rc = SK_DB_OK;
-    for (size_t i = 0; i < rows->current.cap && !rc; i++) {
+    for (size_t i = 0; i < rows->current.cap; i++) {
         if (!rows->current.used[i])
             continue;
         const sk_current_row *c = sk_map_val(&rows->current, i);
-        if (b->len == 0) {
-            sb_printf(b, "INSERT INTO current_viewers (stream_id, viewer_count, peak_viewers, peak_at, "
-                         "total_viewers, started_at, updated_at) VALUES ");
-        } else {
+        const sk_master *m = master_of(master, c->stream_id);
+        if (b->len == 0)
+            sb_printf(b, "INSERT INTO current_viewers (stream_id, broadcaster_id, category_id, status, viewer_count, "
+                         "peak_viewers, peak_at, total_viewers, started_at, updated_at) VALUES ");
+        else
             sb_printf(b, ",");
-            sb_printf(&ids, ",");
-        }
-        char peak_at[32], started[32], updated[32];
+        char peak_at[32], started[32], updated[32], ids[48];
         sk_db_time(c->peak_ms, peak_at, sizeof peak_at);
         sk_db_time(c->started_ms, started, sizeof started);
         sk_db_time(c->updated_ms, updated, sizeof updated);
-        sb_printf(b, "(%" PRId64 ",%u,%u,'%s',%" PRIu64 ",'%s','%s')", c->stream_id, c->viewers, c->peak,
-                  peak_at, c->arrivals, started, updated);
-        sb_printf(&ids, "%" PRId64, c->stream_id);
-        if (++n % SK_DB_ROWS_PER_STMT == 0 || n == total)
-            rc = write_current_chunk(db, b, &ids, errstr, errstr_size);
+        master_ids(m, ids, sizeof ids);
+        sb_printf(b, "(%" PRId64 ",%s,'%s',%u,%u,'%s',%" PRIu64 ",'%s','%s')", c->stream_id, ids,
+                  m->known ? m->status : "live", c->viewers, c->peak, peak_at, c->arrivals,
+                  m->known && m->started_at[0] ? m->started_at : started, updated);
+        if (++n % SK_DB_ROWS_PER_STMT == 0 || n == total) {
+            /* Assignments see the columns assigned before them: peak_at before
+             * peak_viewers, status and started_at before broadcaster_id. Master
+             * data fills a row that had none; later changes of `streams` arrive
+             * through its triggers. */
+            sb_printf(b, " ON DUPLICATE KEY UPDATE "
+                         "peak_at=IF(VALUES(peak_viewers) > peak_viewers, VALUES(peak_at), peak_at), "
+                         "peak_viewers=GREATEST(peak_viewers, VALUES(peak_viewers)), "
+                         "viewer_count=VALUES(viewer_count), total_viewers=total_viewers + VALUES(total_viewers), "
+                         "updated_at=VALUES(updated_at), "
+                         "status=IF(broadcaster_id IS NULL AND VALUES(broadcaster_id) IS NOT NULL, VALUES(status), status), "
+                         "started_at=IF(broadcaster_id IS NULL AND VALUES(broadcaster_id) IS NOT NULL, "
+                         "LEAST(started_at, VALUES(started_at)), started_at), "
+                         "category_id=COALESCE(category_id, VALUES(category_id)), "
+                         "broadcaster_id=COALESCE(broadcaster_id, VALUES(broadcaster_id))");
+            sk_db_rc rc = run(db, b, "current_viewers", errstr, errstr_size);
+            if (rc)
+                return rc;
+        }
     }
-    free(ids.p);
-    return rc;
+    return SK_DB_OK;
 }
 
-static sk_db_rc write_daily(sk_db *db, sqlbuf *b, const sk_rows *rows, char *errstr, size_t errstr_size)
+/* Per-broadcaster days are the view daily_broadcaster_statistics over these
+ * rows (sql/migrations/004): nothing more to write for them. */
+static sk_db_rc write_daily(sk_db *db, sqlbuf *b, const sk_rows *rows, const sk_map *master, char *errstr,
+                            size_t errstr_size)
 {
     size_t n = 0, total = rows->daily.len;
     for (size_t i = 0; i < rows->daily.cap; i++) {
@@ -406,14 +493,12 @@ static sk_db_rc write_daily(sk_db *db, sqlbuf *b, const sk_rows *rows, char *err
                          "peak_viewers, live_seconds, watch_seconds, joins, leaves, sessions) VALUES ");
         else
             sb_printf(b, ",");
-        char day[16], watch[32];
+        char day[16], watch[32], ids[48];
         sk_db_date(d->day_ms, day, sizeof day);
         milli(d->watch_ms, watch, sizeof watch);
-        sb_printf(b,
-                  "('%s',%" PRId64 ",(SELECT broadcaster_id FROM streams WHERE stream_id=%" PRId64 "),"
-                  "(SELECT category_id FROM streams WHERE stream_id=%" PRId64 "),%u,%u,%s,%u,%u,%u)",
-                  day, d->stream_id, d->stream_id, d->stream_id, d->peak, d->live_s, watch, d->joins, d->leaves,
-                  d->sessions);
+        master_ids(master_of(master, d->stream_id), ids, sizeof ids);
+        sb_printf(b, "('%s',%" PRId64 ",%s,%u,%u,%s,%u,%u,%u)", day, d->stream_id, ids, d->peak, d->live_s, watch,
+                  d->joins, d->leaves, d->sessions);
         if (++n % SK_DB_ROWS_PER_STMT == 0 || n == total) {
             sb_printf(b, " ON DUPLICATE KEY UPDATE broadcaster_id=COALESCE(broadcaster_id, VALUES(broadcaster_id)), "
                          "category_id=COALESCE(category_id, VALUES(category_id)), "
@@ -422,32 +507,6 @@ static sk_db_rc write_daily(sk_db *db, sqlbuf *b, const sk_rows *rows, char *err
                          "watch_seconds=watch_seconds + VALUES(watch_seconds), joins=joins + VALUES(joins), "
                          "leaves=leaves + VALUES(leaves), sessions=sessions + VALUES(sessions)");
             sk_db_rc rc = run(db, b, "daily_statistics", errstr, errstr_size);
-            if (rc)
-                return rc;
-        }
-    }
-    /* the same deltas per broadcaster, for the streams whose broadcaster is known */
-    n = 0;
-    for (size_t i = 0; i < rows->daily.cap; i++) {
-        if (!rows->daily.used[i])
-            continue;
-        const sk_daily_row *d = sk_map_val(&rows->daily, i);
-        if (b->len == 0)
-            sb_printf(b, "INSERT INTO daily_broadcaster_statistics (broadcaster_id, stat_date, peak_viewers, "
-                         "live_seconds, watch_seconds, joins, leaves, sessions) ");
-        else
-            sb_printf(b, " UNION ALL ");
-        char day[16], watch[32];
-        sk_db_date(d->day_ms, day, sizeof day);
-        milli(d->watch_ms, watch, sizeof watch);
-        sb_printf(b, "SELECT broadcaster_id,'%s',%u,%u,%s,%u,%u,%u FROM streams WHERE stream_id=%" PRId64, day,
-                  d->peak, d->live_s, watch, d->joins, d->leaves, d->sessions, d->stream_id);
-        if (++n % SK_DB_ROWS_PER_STMT == 0 || n == total) {
-            sb_printf(b, " ON DUPLICATE KEY UPDATE peak_viewers=GREATEST(peak_viewers, VALUES(peak_viewers)), "
-                         "live_seconds=live_seconds + VALUES(live_seconds), "
-                         "watch_seconds=watch_seconds + VALUES(watch_seconds), joins=joins + VALUES(joins), "
-                         "leaves=leaves + VALUES(leaves), sessions=sessions + VALUES(sessions)");
-            sk_db_rc rc = run(db, b, "daily_broadcaster_statistics", errstr, errstr_size);
             if (rc)
                 return rc;
         }
@@ -556,11 +615,20 @@ sk_db_rc sk_db_flush(sk_db *db, const char *group, const char *topic, int32_t pa
         return SK_DB_FENCED;
     }
     sqlbuf b = {0};
-    rc = write_history(db, &b, rows, errstr, errstr_size);
+    sk_map master;
+    if (sk_map_init(&master, sizeof(sk_master)) < 0) {
+        rollback(db);
+        snprintf(errstr, errstr_size, "out of memory");
+        return SK_DB_FATAL;
+    }
+    rc = master_load(db, &b, rows, &master, errstr, errstr_size);
     if (!rc)
-        rc = write_current(db, &b, rows, errstr, errstr_size);
+        rc = write_history(db, &b, rows, &master, errstr, errstr_size);
     if (!rc)
-        rc = write_daily(db, &b, rows, errstr, errstr_size);
+        rc = write_current(db, &b, rows, &master, errstr, errstr_size);
+    if (!rc)
+        rc = write_daily(db, &b, rows, &master, errstr, errstr_size);
+    sk_map_free(&master);
     if (!rc)
         rc = write_sessions(db, &b, rows, errstr, errstr_size);
     if (!rc)

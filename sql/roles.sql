@@ -18,7 +18,6 @@ GRANT SELECT ON `@DB@`.streams TO vc_sink_writer;
 GRANT SELECT, INSERT, UPDATE ON `@DB@`.current_viewers TO vc_sink_writer;
 GRANT SELECT, INSERT, UPDATE ON `@DB@`.viewer_history TO vc_sink_writer;
 GRANT SELECT, INSERT, UPDATE ON `@DB@`.daily_statistics TO vc_sink_writer;
-GRANT SELECT, INSERT, UPDATE ON `@DB@`.daily_broadcaster_statistics TO vc_sink_writer;
 GRANT SELECT, INSERT, UPDATE ON `@DB@`.user_sessions TO vc_sink_writer;
 GRANT SELECT, INSERT, UPDATE ON `@DB@`.sink_offsets TO vc_sink_writer;
 GRANT SELECT, INSERT, UPDATE ON `@DB@`.sink_checkpoints TO vc_sink_writer;

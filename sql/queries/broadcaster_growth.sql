@@ -3,7 +3,8 @@
 -- growth of hours watched against the previous week (percent)".
 -- Parameters: @broadcaster_id BIGINT, @from DATE, @to DATE (@to exclusive; take whole weeks)
 --   e.g. SET @broadcaster_id = 7, @from = '2026-09-07', @to = '2026-11-30';
--- Source: daily_broadcaster_statistics (primary key broadcaster_id, stat_date: one range read).
+-- Source: the view daily_broadcaster_statistics over daily_statistics (ix_ds_broadcaster
+-- (broadcaster_id, stat_date): one range read). No join.
 WITH weekly AS (
     SELECT YEARWEEK(d.stat_date, 3)            AS iso_week,
            MIN(d.stat_date)                    AS first_day,
