@@ -37,10 +37,18 @@ static const struct lws_protocols protocols[] = {
         .callback = gw_proto_callback,
         .per_session_data_size = sizeof(gw_session),
         /* Client messages are tiny; lws allocates this per connection. */
-        .rx_buffer_size = 512,
+        .rx_buffer_size = 128,
         .tx_packet_size = 0,
     },
     {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* No lws validity timer per connection: lws 4.1 keeps its timers in one
+ * sorted list, so a per-connection timer costs O(connections) to insert and
+ * re-arm on every pong. Liveness is the sweep in ws_proto.c instead. */
+static const lws_retry_bo_t no_validity = {
+    .secs_since_valid_ping = 0,
+    .secs_since_valid_hangup = 0,
 };
 
 static void wake_loop(void *arg)
@@ -174,12 +182,21 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
     info.max_http_header_data = 4096;
     info.max_http_header_pool = 256;
     info.pt_serv_buf_size = 4096;
+    info.retry_and_idle_policy = &no_validity;
     info.ka_time = 60;
     info.ka_probes = 3;
     info.ka_interval = 10;
+    /* An explicit vhost, so a port that cannot be bound is an error here
+     * (lws would otherwise start a context that listens nowhere). */
+    info.options |= LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
     s->ctx = lws_create_context(&info);
     if (s->ctx == NULL) {
-        snprintf(errstr, errstr_size, "cannot listen on port %d (or libwebsockets init failed)", cfg->port);
+        snprintf(errstr, errstr_size, "libwebsockets context creation failed");
+        goto fail;
+    }
+    s->vh = lws_create_vhost(s->ctx, &info);
+    if (s->vh == NULL) {
+        snprintf(errstr, errstr_size, "cannot listen on port %d", cfg->port);
         goto fail;
     }
 

@@ -533,10 +533,6 @@ static int viewer_writeable(gw_service *s, struct lws *wsi, gw_session *pss)
         lws_write(wsi, frame + LWS_PRE, 2 + n, (enum lws_write_protocol)4 /* LWS_WRITE_CLOSE, internal in 4.1 */);
         return -1;
     }
-    if (lws_send_pipe_choked(wsi)) {
-        lws_callback_on_writable(wsi);
-        return 0;
-    }
     if (pss->ping_due) {
         pss->ping_due = 0;
         s->m.pings_sent++;

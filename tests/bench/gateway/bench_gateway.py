@@ -1,0 +1,197 @@
+#!/usr/bin/python3
+"""Gateway benchmarks: idle-viewer memory, accept rate, fan-out, and the same
+memory and accept rate for Node.js + ws on the same machine in the same run.
+
+usage: bench_gateway.py BUILD_DIR [--viewers 19500] [--loaders 2] [--node-modules DIR]
+Needs the local stack's environment (deploy/local/stack env) and a build
+without sanitizers. Prints one JSON object per measurement and a summary."""
+import argparse
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_http(port, path="/healthz", timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"server on {port} did not come up")
+
+
+def murmur2(data):
+    m, r = 0x5bd1e995, 24
+    length = len(data)
+    h = (0x9747b28c ^ length) & 0xffffffff
+    i = 0
+    while length - i >= 4:
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xffffffff
+        k ^= k >> r
+        k = (k * m) & 0xffffffff
+        h = (h * m) & 0xffffffff
+        h ^= k
+        i += 4
+    rest = length - i
+    if rest == 3:
+        h ^= data[i + 2] << 16
+    if rest >= 2:
+        h ^= data[i + 1] << 8
+    if rest >= 1:
+        h ^= data[i]
+        h = (h * m) & 0xffffffff
+    h ^= h >> 13
+    h = (h * m) & 0xffffffff
+    h ^= h >> 15
+    return h
+
+
+def load(build, port, n, loaders, stream, token, hold, marker=""):
+    """Run the loaders; returns (procs, ready files)."""
+    procs, ready = [], []
+    per = n // loaders
+    for i in range(loaders):
+        rf = tempfile.mktemp(prefix="gwload-ready-")
+        ready.append(rf)
+        args = [os.path.join(build, "tests/bench/gateway/gw_load"), "--port", str(port), "--n", str(per),
+                "--src", str(2 + i), "--stream", str(stream), "--token", token, "--hold", str(hold),
+                "--inflight", "256"]
+        if marker:
+            args += ["--marker", marker]
+        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                      env=dict(os.environ, GW_LOAD_READY=rf)))
+    deadline = time.monotonic() + 180
+    while not all(os.path.exists(r) for r in ready) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for r in ready:
+        if os.path.exists(r):
+            os.unlink(r)
+    return procs
+
+
+def results(procs, timeout=120):
+    out = []
+    for p in procs:
+        line, _ = p.communicate(timeout=timeout)
+        out.append(json.loads(line.strip().splitlines()[-1]))
+    return out
+
+
+def measure(name, build, pid, port, n, loaders, token, fanout_cb=None):
+    time.sleep(2)
+    rss0 = rss_kb(pid)
+    marker = ""
+    if fanout_cb:
+        value = random.randint(100000, 999999)
+        marker = f'"viewers":{value},'
+    procs = load(build, port, n, loaders, 424242, token, hold=60 if fanout_cb else 4, marker=marker)
+    time.sleep(3)
+    rss1 = rss_kb(pid)
+    t_write = None
+    if fanout_cb:
+        t_write = fanout_cb(value)
+    res = results(procs)
+    opened = sum(r["open"] for r in res)
+    connect_ms = max(r["connect_ms"] for r in res)
+    row = {"server": name, "viewers": opened, "failed": sum(r["failed"] for r in res),
+           "rss_before_kb": rss0, "rss_after_kb": rss1,
+           "bytes_per_viewer": round((rss1 - rss0) * 1024 / max(opened, 1)),
+           "accept_per_s": round(opened * 1000 / max(connect_ms, 1))}
+    if fanout_cb:
+        marked = sum(r["marked"] for r in res)
+        first = min(r["first_mark_ms"] for r in res if r["marked"])
+        last = max(r["last_mark_ms"] for r in res if r["marked"])
+        row.update({"fanout_reached": marked, "fanout_spread_ms": last - first,
+                    "write_to_last_ms": last - t_write})
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--viewers", type=int, default=19500)
+    ap.add_argument("--loaders", type=int, default=2)
+    ap.add_argument("--node-modules", default=None)
+    base = int(os.environ.get("VC_PORT_BASE", "17000"))
+    # Fixed ports outside the ephemeral range: the load leaves thousands of
+    # TIME_WAIT sockets on ephemeral ports, which a "free" port may collide with.
+    ap.add_argument("--port", type=int, default=base + 28, help="vc-gateway port (default B+28)")
+    ap.add_argument("--node-port", type=int, default=base + 29, help="Node.js port (default B+29)")
+    a = ap.parse_args()
+    for name in ("VC_KAFKA_BROKERS", "VC_REDIS_NODES", "VC_TOKEN_SECRET"):
+        if not os.environ.get(name):
+            sys.exit(f"{name} is not set: source the stack's environment first")
+    gw_bin = os.path.join(a.build, "gateway/vc-gateway")
+    token = subprocess.run([gw_bin, "token", "--user", "1", "--ttl", "3600"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+    nparts = int(os.environ.get("VC_EVENTS_PARTITIONS", "12"))
+    redis_port = os.environ["VC_REDIS_NODES"].split(",")[0].split(":")[1]
+
+    # vc-gateway
+    port = a.port
+    env = dict(os.environ, VC_GATEWAY_PORT=str(port), VC_GATEWAY_ID=f"gwbench-{os.getpid()}",
+               VC_MAX_CONNS_PER_IP="100000", VC_HANDSHAKES_PER_IP_PER_SEC="1000000",
+               VC_MAX_CONNECTIONS=str(a.viewers + 100), VC_GATEWAY_LOG_LEVEL="1")
+    gw = subprocess.Popen([gw_bin], env=env, stderr=subprocess.DEVNULL)
+    wait_http(port)
+
+    def fanout(value):
+        stream = 424242
+        part = (murmur2(str(stream).encode()) & 0x7fffffff) % nparts
+        key = f"vc:{{vc.{part}}}:s:{stream}"
+        t = int(time.time() * 1000)
+        subprocess.run(["redis-cli", "-c", "-p", redis_port, "HSET", key, "viewers", str(value), "peak", str(value),
+                        "status", "live"], check=True, capture_output=True)
+        return t
+
+    rows = [measure("vc-gateway", a.build, gw.pid, port, a.viewers, a.loaders, token, fanout)]
+    t0 = time.monotonic()
+    gw.send_signal(signal.SIGTERM)
+    gw.wait(timeout=30)
+    print(json.dumps({"server": "vc-gateway", "sigterm_exit_s": round(time.monotonic() - t0, 2),
+                      "exit_code": gw.returncode}), flush=True)
+
+    # Node.js + ws
+    if a.node_modules:
+        port = a.node_port
+        node = subprocess.Popen(["node", os.path.join(HERE, "ws_server.js")],
+                                env=dict(os.environ, PORT=str(port), NODE_PATH=a.node_modules),
+                                stderr=subprocess.DEVNULL)
+        wait_http(port, "/")
+        rows.append(measure("node-ws", a.build, node.pid, port, a.viewers, a.loaders, token))
+        node.send_signal(signal.SIGTERM)
+        node.wait(timeout=10)
+        g, n = rows[0], rows[1]
+        print(json.dumps({"memory_ratio_gateway_over_node": round(g["bytes_per_viewer"] / max(n["bytes_per_viewer"], 1), 3),
+                          "accept_ratio_gateway_over_node": round(g["accept_per_s"] / max(n["accept_per_s"], 1), 2)}))
+
+
+if __name__ == "__main__":
+    main()
