@@ -113,6 +113,7 @@ typedef struct {
     pid_t at_pid[MAX_AT];
     int at_started[MAX_AT], at_failed;
     int any_mismatch;
+    int quitting; /* workers were told to quit: their exit is expected */
 } lg;
 
 static volatile sig_atomic_t stop_flag;
@@ -588,7 +589,7 @@ static void pump(lg *g, int wait_ms)
     for (int i = 0; i < g->nw; i++) {
         wproc *w = &g->w[i];
 
-        if (lg_outq_flush(&w->q, w->cmd_fd) && !w->dead) {
+        if (lg_outq_flush(&w->q, w->cmd_fd) && !w->dead && !g->quitting) {
             fprintf(stderr, "vc-loadgen: worker %d is gone\n", i);
             w->dead = 1;
             stop_flag = 1;
@@ -613,9 +614,11 @@ static void pump(lg *g, int wait_ms)
 
             if (r <= 0) {
                 if (r == 0 && !w->dead) {
-                    fprintf(stderr, "vc-loadgen: worker %d exited\n", i);
                     w->dead = 1;
-                    stop_flag = 1;
+                    if (!g->quitting) {
+                        fprintf(stderr, "vc-loadgen: worker %d exited\n", i);
+                        stop_flag = 1;
+                    }
                 }
                 break;
             }
@@ -1176,6 +1179,7 @@ int main(int argc, char **argv)
             g->any_mismatch = 1;
         }
     }
+    g->quitting = 1;
     for (int i = 0; i < g->nw; i++) {
         lg_cmd quit = {.type = LG_CMD_QUIT};
 
@@ -1186,7 +1190,7 @@ int main(int argc, char **argv)
 
         pump(g, 20);
         for (int i = 0; i < g->nw; i++)
-            if (!g->w[i].dead && g->w[i].pid > 0) {
+            if (g->w[i].pid > 0) {
                 if (waitpid(g->w[i].pid, NULL, WNOHANG) == g->w[i].pid)
                     g->w[i].pid = 0;
                 else
