@@ -22,6 +22,7 @@
 
 #include "apply.h"
 #include "categories.h"
+#include "checkpoint.h"
 #include "vc_event.h"
 #include "vc_keys.h"
 #include "vc_partition.h"
@@ -51,6 +52,9 @@ struct agg_service {
     int64_t backoff_ms;
     int64_t last_idle_ms;
     volatile sig_atomic_t *stop;
+    int32_t ckpt_partitions;               /* 0: no checkpoint topic */
+    int64_t last_ckpt_ms;
+    int64_t ckpt_offset[AGG_MAX_PARTITIONS]; /* offset of the last checkpoint written */
     int rebuild_mode;
     uint64_t rebuilt_events;
 };
@@ -96,6 +100,7 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
 {
     char meta[VC_KEY_MAX], err[256];
     int64_t backoff = 100;
+    int missing[AGG_MAX_PARTITIONS] = {0};
 
     if (n == 0)
         return 0;
@@ -153,23 +158,40 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
         agg_part_destroy(svc->parts[p]);
         svc->parts[p] = part;
         svc->use_eval[p] = 0;
-        if (applied >= 0) {
-            start[i] = applied + 1;
-        } else {
-            int64_t lo = 0, hi = 0;
-            rd_kafka_resp_err_t kerr =
-                rd_kafka_query_watermark_offsets(svc->rk, svc->cfg->events_topic, p, &lo, &hi, 10000);
-            if (kerr) {
-                LOG(svc, "partition %d: watermarks: %s", p, rd_kafka_err2str(kerr));
-                lo = 0;
-            }
-            start[i] = lo;
-            if (hi > lo)
-                LOG(svc, "partition %d: no state in Redis: replaying from offset %" PRId64
-                         " (%" PRId64 " events)", p, lo, hi - lo);
-        }
+        start[i] = applied + 1;
+        missing[i] = applied < 0;
         svc->seek_to[p] = start[i];
         atomic_store(&svc->m->assigned[p], 1);
+    }
+    /* the replies are read: the batch may be reused from here */
+    for (int i = 0; i < n; i++) {
+        int32_t p = ps[i];
+        int64_t lo = 0, hi = 0, ck = -1;
+        rd_kafka_resp_err_t kerr;
+        if (!missing[i])
+            continue;
+        if (svc->ckpt_partitions > 0) {
+            int rc = agg_checkpoint_restore(svc->batch, svc->cfg->brokers, svc->cfg->checkpoint_topic,
+                                            svc->ckpt_partitions, p, &ck, err, sizeof(err));
+            if (rc < 0)
+                LOG(svc, "partition %d: checkpoint not usable: %s", p, err);
+            if (rc == 1) {
+                LOG(svc, "partition %d: restored the checkpoint at offset %" PRId64, p, ck);
+                if (parts_load(svc, &ps[i], 1, &start[i]) < 0)
+                    return -1;
+                continue;
+            }
+        }
+        kerr = rd_kafka_query_watermark_offsets(svc->rk, svc->cfg->events_topic, p, &lo, &hi, 10000);
+        if (kerr) {
+            LOG(svc, "partition %d: watermarks: %s", p, rd_kafka_err2str(kerr));
+            lo = 0;
+        }
+        start[i] = lo;
+        svc->seek_to[p] = lo;
+        if (hi > lo)
+            LOG(svc, "partition %d: no state in Redis: replaying from offset %" PRId64
+                     " (%" PRId64 " events)", p, lo, hi - lo);
     }
     atomic_store(&svc->m->redis_up, 1);
     return 0;
@@ -446,6 +468,26 @@ static void after_apply(agg_service *svc)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
+/* Checkpoint every owned partition whose state moved since its last one.
+ * Between batches: nothing of the partition changes meanwhile. */
+static void checkpoint_all(agg_service *svc)
+{
+    char err[256];
+    for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++) {
+        agg_part *part = svc->parts[p];
+        if (part == NULL || agg_part_applied(part) < 0 || agg_part_pending(part) > 0 ||
+            agg_part_applied(part) == svc->ckpt_offset[p])
+            continue;
+        if (agg_checkpoint_write(svc->batch, svc->rkp, svc->cfg->checkpoint_topic, svc->ckpt_partitions, p,
+                                 agg_part_applied(part), err, sizeof(err)) < 0) {
+            LOG(svc, "partition %d: checkpoint failed: %s", p, err);
+            continue;
+        }
+        svc->ckpt_offset[p] = agg_part_applied(part);
+        atomic_fetch_add(&svc->m->checkpoints, 1);
+    }
+}
+
 /* One poll-apply round. */
 static void step(agg_service *svc)
 {
@@ -496,6 +538,11 @@ static void step(agg_service *svc)
     if (any)
         agg_metrics_batch(svc->m, now_us() - t0);
     after_apply(svc);
+    if (!svc->rebuild_mode && svc->ckpt_partitions > 0 && svc->cfg->checkpoint_interval_s > 0 &&
+        t - svc->last_ckpt_ms >= svc->cfg->checkpoint_interval_s * 1000) {
+        svc->last_ckpt_ms = t;
+        checkpoint_all(svc);
+    }
 }
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -576,6 +623,15 @@ static int topic_partitions(agg_service *svc, char *errstr, size_t errstr_size)
     svc->npartitions = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);
+    rkt = rd_kafka_topic_new(svc->rk, svc->cfg->checkpoint_topic, NULL);
+    if (rd_kafka_metadata(svc->rk, 0, rkt, &md, 5000) == 0) {
+        if (md->topic_cnt == 1 && md->topics[0].err == 0)
+            svc->ckpt_partitions = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(rkt);
+    if (svc->ckpt_partitions == 0)
+        LOG(svc, "checkpoint topic %s not found: no checkpoints", svc->cfg->checkpoint_topic);
     if (svc->npartitions > AGG_MAX_PARTITIONS) {
         snprintf(errstr, errstr_size, "topic %s has %d partitions, at most %d supported",
                  svc->cfg->events_topic, (int)svc->npartitions, AGG_MAX_PARTITIONS);
@@ -603,8 +659,11 @@ static agg_service *service_new(const agg_config *cfg, agg_metrics *m, int rebui
     svc->rules.gateway_timeout_ms = cfg->gateway_timeout_ms;
     svc->rules.sync_max_viewers = (size_t)cfg->sync_max_viewers;
     svc->rules.sync_max_age_ms = cfg->sync_max_age_ms;
-    for (int p = 0; p < AGG_MAX_PARTITIONS; p++)
+    for (int p = 0; p < AGG_MAX_PARTITIONS; p++) {
         svc->seek_to[p] = -1;
+        svc->ckpt_offset[p] = -1;
+    }
+    svc->last_ckpt_ms = now_ms();
     if (script_sha(svc->sha) < 0) {
         snprintf(errstr, errstr_size, "sha1 of the apply script failed");
         goto fail;

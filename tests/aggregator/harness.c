@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,11 +104,14 @@ void h_setup(h_ctx *h, const char *tag)
         h->last_offset[i] = -1;
     snprintf(h->topic, sizeof(h->topic), "agg.%s.%d.%ld", tag, (int)getpid(), (long)time(NULL));
     snprintf(h->dlq, sizeof(h->dlq), "%s.dlq", h->topic);
+    snprintf(h->ckpt, sizeof(h->ckpt), "%s.ckpt", h->topic);
     snprintf(h->group, sizeof(h->group), "vc-aggregator-%s", h->topic);
     cr_assert_eq(run_cmd("VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s %d >/dev/null",
                          h->stack_dir, repo, h->topic, H_PARTITIONS), 0, "cannot create topic %s", h->topic);
     cr_assert_eq(run_cmd("VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s 1 >/dev/null",
                          h->stack_dir, repo, h->dlq), 0);
+    cr_assert_eq(run_cmd("VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s 2 >/dev/null",
+                         h->stack_dir, repo, h->ckpt), 0);
     h_flush_redis(h);
 
     vc_redis_conf rc = {h->redis_nodes, 0, 5000};
@@ -181,16 +185,24 @@ void h_heartbeat_all(h_ctx *h, const char *gw, int64_t epoch, int64_t ts)
     }
 }
 
+void h_agg_env(h_ctx *h)
+{
+    setenv("VC_EVENTS_TOPIC", h->topic, 1);
+    setenv("VC_DLQ_TOPIC", h->dlq, 1);
+    setenv("VC_CHECKPOINT_TOPIC", h->ckpt, 1);
+    setenv("VC_AGGREGATOR_GROUP", h->group, 1);
+    setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
+    setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
+}
+
 pid_t h_agg_start(h_ctx *h, const char *const *extra)
 {
     pid_t pid = fork();
     cr_assert_neq(pid, -1);
     if (pid == 0) {
-        setenv("VC_EVENTS_TOPIC", h->topic, 1);
-        setenv("VC_DLQ_TOPIC", h->dlq, 1);
-        setenv("VC_AGGREGATOR_GROUP", h->group, 1);
-        setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
-        setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
+        /* dies with the test process, even when an assertion ends the test early */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        h_agg_env(h);
         for (int i = 0; extra && extra[i]; i++) {
             char name[128];
             const char *eq = strchr(extra[i], '=');

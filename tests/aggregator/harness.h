@@ -16,7 +16,7 @@
 
 typedef struct {
     const char *brokers, *redis_nodes, *redis_masters, *stack_dir;
-    char topic[96], dlq[128], group[160];
+    char topic[96], dlq[128], ckpt[128], group[160];
     rd_kafka_t *rk;
     vc_redis *redis;
     int64_t last_offset[H_PARTITIONS]; /* of produced messages, from delivery reports */
@@ -37,6 +37,8 @@ void h_sync(h_ctx *h);
 
 /* Start vc-aggregator on the test's topic; extra: NULL-terminated "NAME=value" list. */
 pid_t h_agg_start(h_ctx *h, const char *const *extra);
+/* In a child process: the environment of a vc-aggregator on the test's topics. */
+void h_agg_env(h_ctx *h);
 /* Send sig and reap it (bounded: SIGKILL after 60 s). Returns the exit status. */
 int h_agg_stop(pid_t pid, int sig);
 
