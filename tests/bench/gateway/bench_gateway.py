@@ -10,7 +10,6 @@ import json
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,12 +17,6 @@ import time
 import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_kb(pid):
@@ -72,11 +65,12 @@ def murmur2(data):
     return h
 
 
-def load(build, port, n, loaders, stream, token, hold, marker=""):
-    """Run the loaders; returns (procs, ready files)."""
+def load(build, ports, n, loaders, stream, token, hold, marker=""):
+    """Run the loaders (loader i to ports[i % len(ports)]); returns their processes once all are connected."""
     procs, ready = [], []
     per = n // loaders
     for i in range(loaders):
+        port = ports[i % len(ports)]
         rf = tempfile.mktemp(prefix="gwload-ready-")
         ready.append(rf)
         args = [os.path.join(build, "tests/bench/gateway/gw_load"), "--port", str(port), "--n", str(per),
@@ -103,23 +97,23 @@ def results(procs, timeout=120):
     return out
 
 
-def measure(name, build, pid, port, n, loaders, token, fanout_cb=None):
+def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
     time.sleep(2)
-    rss0 = rss_kb(pid)
+    rss0 = sum(rss_kb(p) for p in pids)
     marker = ""
     if fanout_cb:
         value = random.randint(100000, 999999)
         marker = f'"viewers":{value},'
-    procs = load(build, port, n, loaders, 424242, token, hold=60 if fanout_cb else 4, marker=marker)
+    procs = load(build, ports, n, loaders, 424242, token, hold=60 if fanout_cb else 4, marker=marker)
     time.sleep(3)
-    rss1 = rss_kb(pid)
+    rss1 = sum(rss_kb(p) for p in pids)
     t_write = None
     if fanout_cb:
         t_write = fanout_cb(value)
     res = results(procs)
     opened = sum(r["open"] for r in res)
     connect_ms = max(r["connect_ms"] for r in res)
-    row = {"server": name, "viewers": opened, "failed": sum(r["failed"] for r in res),
+    row = {"server": name, "processes": len(pids), "viewers": opened, "failed": sum(r["failed"] for r in res),
            "rss_before_kb": rss0, "rss_after_kb": rss1,
            "bytes_per_viewer": round((rss1 - rss0) * 1024 / max(opened, 1)),
            "accept_per_s": round(opened * 1000 / max(connect_ms, 1))}
@@ -138,6 +132,7 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--viewers", type=int, default=19500)
     ap.add_argument("--loaders", type=int, default=2)
+    ap.add_argument("--gateways", type=int, default=1, help="gateway processes, on ports PORT, PORT+1, ...")
     ap.add_argument("--node-modules", default=None)
     base = int(os.environ.get("VC_PORT_BASE", "17000"))
     # Fixed ports outside the ephemeral range: the load leaves thousands of
@@ -154,13 +149,17 @@ def main():
     nparts = int(os.environ.get("VC_EVENTS_PARTITIONS", "12"))
     redis_port = os.environ["VC_REDIS_NODES"].split(",")[0].split(":")[1]
 
-    # vc-gateway
-    port = a.port
-    env = dict(os.environ, VC_GATEWAY_PORT=str(port), VC_GATEWAY_ID=f"gwbench-{os.getpid()}",
-               VC_MAX_CONNS_PER_IP="100000", VC_HANDSHAKES_PER_IP_PER_SEC="1000000",
-               VC_MAX_CONNECTIONS=str(a.viewers + 100), VC_GATEWAY_LOG_LEVEL="1")
-    gw = subprocess.Popen([gw_bin], env=env, stderr=subprocess.DEVNULL)
-    wait_http(port)
+    # vc-gateway: one or more processes, each on its own port (B+28, B+27, ...)
+    gws, ports = [], []
+    for i in range(a.gateways):
+        port = a.port - i
+        env = dict(os.environ, VC_GATEWAY_PORT=str(port), VC_GATEWAY_ID=f"gwbench-{os.getpid()}-{i}",
+                   VC_MAX_CONNS_PER_IP="100000", VC_HANDSHAKES_PER_IP_PER_SEC="1000000",
+                   VC_MAX_CONNECTIONS=str(a.viewers + 100), VC_GATEWAY_LOG_LEVEL="1")
+        gws.append(subprocess.Popen([gw_bin], env=env, stderr=subprocess.DEVNULL))
+        ports.append(port)
+    for port in ports:
+        wait_http(port)
 
     def fanout(value):
         stream = 424242
@@ -171,12 +170,14 @@ def main():
                         "status", "live"], check=True, capture_output=True)
         return t
 
-    rows = [measure("vc-gateway", a.build, gw.pid, port, a.viewers, a.loaders, token, fanout)]
+    rows = [measure("vc-gateway", a.build, [g.pid for g in gws], ports, a.viewers, a.loaders, token, fanout)]
     t0 = time.monotonic()
-    gw.send_signal(signal.SIGTERM)
-    gw.wait(timeout=30)
+    for g in gws:
+        g.send_signal(signal.SIGTERM)
+    for g in gws:
+        g.wait(timeout=30)
     print(json.dumps({"server": "vc-gateway", "sigterm_exit_s": round(time.monotonic() - t0, 2),
-                      "exit_code": gw.returncode}), flush=True)
+                      "exit_codes": [g.returncode for g in gws]}), flush=True)
 
     # Node.js + ws
     if a.node_modules:
@@ -185,7 +186,7 @@ def main():
                                 env=dict(os.environ, PORT=str(port), NODE_PATH=a.node_modules),
                                 stderr=subprocess.DEVNULL)
         wait_http(port, "/")
-        rows.append(measure("node-ws", a.build, node.pid, port, a.viewers, a.loaders, token))
+        rows.append(measure("node-ws", a.build, [node.pid], [port], a.viewers, a.loaders, token))
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=10)
         g, n = rows[0], rows[1]
