@@ -210,7 +210,8 @@ sk_sink *sk_sink_new(const sk_config *cfg, sk_metrics *m, char *errstr, size_t e
         rd_kafka_conf_set(conf, "client.id", cfg->id, kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "enable.auto.commit", "false", kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", kerr, sizeof kerr) ||
-        rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", kerr, sizeof kerr) ||
+        /* a stored offset that the log no longer has is an error, never a silent jump */
+        rd_kafka_conf_set(conf, "auto.offset.reset", "error", kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "session.timeout.ms", session, kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "heartbeat.interval.ms", heartbeat, kerr, sizeof kerr) ||
         rd_kafka_conf_set(conf, "max.poll.interval.ms", poll_iv, kerr, sizeof kerr)) {
@@ -291,8 +292,15 @@ static int dead_letter(sk_sink *s, const rd_kafka_message_t *rkm, const char *re
 static void handle(sk_sink *s, rd_kafka_message_t *rkm)
 {
     if (rkm->err) {
-        if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (rkm->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+            /* the stored offset fell out of the topic's retention: events were
+             * lost to the sink; an operator decides (reset the partition's rows) */
+            s->fatal = 1;
+            snprintf(s->fatal_err, sizeof s->fatal_err, "partition %d: %s (the stored offset is no longer in the log)",
+                     (int)rkm->partition, rd_kafka_message_errstr(rkm));
+        } else if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             logf_(s, "consumer: %s", rd_kafka_message_errstr(rkm));
+        }
         return;
     }
     int32_t p = rkm->partition;

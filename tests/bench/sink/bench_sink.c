@@ -7,8 +7,11 @@
  *   bench_sink rollup  [events=2000000]
  *       decode + apply throughput of the pure logic (events/s, one core).
  *   bench_sink catchup [events=1000000] [partitions=12]
- *       produce events to a fresh topic, then time vc-sink from start until it
- *       has stored the offsets of all of them (events/s end to end).
+ *       produce events to a fresh topic (7,000 per second of event time, the
+ *       seed's peak), then time vc-sink from start until it has stored the
+ *       offsets of all of them (events/s end to end; flush interval 10 s,
+ *       1-minute buckets so that buckets close within the ~100,000 messages per
+ *       partition that the mock broker retains).
  *
  * Needs a stack (eval "$(deploy/local/stack env)" with set -a); creates its
  * own database and topic. Build without sanitizers for meaningful figures. */
@@ -245,7 +248,8 @@ static int bench_catchup(size_t n, int partitions)
 
     char *envp[32];
     char store[16][512];
-    const char *keep[] = {"VC_KAFKA_BROKERS", "VC_MYSQL_HOST", "VC_MYSQL_PORT", "VC_MYSQL_USER", "VC_MYSQL_PASSWORD", "PATH"};
+    const char *keep[] = {"VC_KAFKA_BROKERS", "VC_MYSQL_HOST", "VC_MYSQL_PORT", "VC_MYSQL_USER", "VC_MYSQL_PASSWORD", "PATH",
+                          "VC_SINK_HTTP_PORT"};
     int k = 0;
     for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) {
         snprintf(store[k], sizeof store[k], "%s=%s", keep[i], getenv(keep[i]) ? getenv(keep[i]) : "");
@@ -258,7 +262,11 @@ static int bench_catchup(size_t n, int partitions)
     snprintf(store[k], sizeof store[k], "VC_EVENTS_TOPIC=%s", topic);
     envp[k] = store[k];
     k++;
-    envp[k++] = "VC_SINK_GROUP=bench";
+    snprintf(store[k], sizeof store[k], "VC_SINK_GROUP=bench-%d", (int)getpid());
+    envp[k] = store[k];
+    k++;
+    envp[k++] = "VC_SINK_FLUSH_INTERVAL_MS=10000";
+    envp[k++] = "VC_ROLLUP_SECONDS=60"; /* buckets close within the events the mock broker retains */
     envp[k++] = "VC_SINK_POLL_BATCH=20000";
     envp[k] = NULL;
     char *argv[] = {(char *)VC_SINK_BIN, NULL};
@@ -289,6 +297,13 @@ static int bench_catchup(size_t n, int partitions)
         usleep(100000);
     }
     double t = now_s() - t0;
+    if (getenv("VC_SINK_HTTP_PORT")) {
+        char cmd2[256];
+        snprintf(cmd2, sizeof cmd2, "curl -s http://127.0.0.1:%s/metrics | grep -E '^vc_sink_'",
+                 getenv("VC_SINK_HTTP_PORT"));
+        if (system(cmd2) != 0)
+            fprintf(stderr, "no metrics\n");
+    }
     kill(pid, SIGTERM);
     waitpid(pid, NULL, 0);
     mysql_close(my);
