@@ -38,7 +38,8 @@ static const struct lws_protocols protocols[] = {
         .per_session_data_size = sizeof(gw_session),
         /* Client messages are tiny; lws allocates this per connection. */
         .rx_buffer_size = 128,
-        .tx_packet_size = 0,
+        /* A send cap only (0 would cap sends at rx_buffer_size). */
+        .tx_packet_size = 4096,
     },
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };

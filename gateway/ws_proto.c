@@ -572,7 +572,7 @@ int gw_proto_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
-        if (s)
+        if (s && s->reader) /* the reader is gone during teardown */
             gw_proto_take_reader_results(s);
         break;
 
