@@ -45,7 +45,7 @@ static void parse_answer(const req *q, lg_api_ans *a)
 
     if (q->resplen < 12 || strncmp(q->resp, "HTTP/1.", 7) != 0)
         return;
-    a->http = atoi(q->resp + 9);
+    a->http = (int)strtol(q->resp + 9, NULL, 10);
     body = memmem(q->resp, q->resplen, "\r\n\r\n", 4);
     if (body == NULL)
         return;
@@ -226,12 +226,30 @@ static int64_t leftover_stream(const char *key)
     return last ? strtoll(last + 1, NULL, 10) : -1;
 }
 
-long lg_redis_leftovers(const char *nodes, int64_t stream_lo, int64_t stream_hi, char *sample, size_t sample_size)
+/* Members of the index set key that are streams in [lo, hi]. */
+static long index_members_in(redisContext *c, const char *key, int64_t lo, int64_t hi)
+{
+    redisReply *rep = redisCommand(c, "SMEMBERS %s", key);
+    long n = 0;
+
+    if (rep && rep->type == REDIS_REPLY_ARRAY)
+        for (size_t i = 0; i < rep->elements; i++) {
+            int64_t s = rep->element[i]->str ? strtoll(rep->element[i]->str, NULL, 10) : -1;
+
+            n += s >= lo && s <= hi;
+        }
+    freeReplyObject(rep);
+    return n;
+}
+
+long lg_redis_leftovers(const char *nodes, int64_t stream_lo, int64_t stream_hi, char *sample, size_t sample_size,
+                        long *index_members)
 {
     char *copy = strdup(nodes), *save = NULL;
     long found = 0;
     size_t used = 0;
 
+    *index_members = 0;
     if (copy == NULL)
         return -1;
     if (sample_size)
@@ -247,7 +265,7 @@ long lg_redis_leftovers(const char *nodes, int64_t stream_lo, int64_t stream_hi,
         if (colon == NULL)
             continue;
         *colon = '\0';
-        c = redisConnectWithTimeout(tok, atoi(colon + 1), tv);
+        c = redisConnectWithTimeout(tok, (int)strtol(colon + 1, NULL, 10), tv);
         if (c == NULL || c->err) {
             /* A node that is down (a fault case) holds nothing we can see:
              * its replica answers for its slots. */
@@ -269,8 +287,13 @@ long lg_redis_leftovers(const char *nodes, int64_t stream_lo, int64_t stream_hi,
             snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
             for (size_t i = 0; i < rep->element[1]->elements; i++) {
                 const char *key = rep->element[1]->element[i]->str;
+                const char *gs = strstr(key, "}:gs:");
                 int64_t s = leftover_stream(key);
 
+                if (gs != NULL) {
+                    *index_members += index_members_in(c, key, stream_lo, stream_hi);
+                    continue;
+                }
                 if (s < stream_lo || s > stream_hi)
                     continue;
                 found++;

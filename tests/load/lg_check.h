@@ -33,9 +33,13 @@ typedef struct {
 int lg_redis_query(vc_redis *r, int32_t partitions, const int64_t *streams, size_t n, lg_redis_ans *ans,
                    char *errstr, size_t errstr_size);
 
-/* Keys of the aggregator's per-viewer state ("vc:*:u:*", "vc:*:g:*") still
- * present on the masters among nodes ("host:port,..."); 0 when none, -1 when
- * a node could not be asked. The first few key names go into sample. */
-long lg_redis_leftovers(const char *nodes, int64_t stream_lo, int64_t stream_hi, char *sample, size_t sample_size);
+/* Keys of the aggregator's per-viewer state ("vc:*:u:<stream>",
+ * "vc:*:g:<G>:<stream>") of streams stream_lo..stream_hi still present on the
+ * masters among nodes ("host:port,..."); 0 when none, -1 when a node could not
+ * be asked. The first few key names go into sample. *index_members gets the
+ * number of those streams still listed in a gateway epoch's index
+ * ("vc:*:gs:<G>"), which is informational (the index may be cleaned lazily). */
+long lg_redis_leftovers(const char *nodes, int64_t stream_lo, int64_t stream_hi, char *sample, size_t sample_size,
+                        long *index_members);
 
 #endif

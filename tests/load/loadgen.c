@@ -277,7 +277,9 @@ static int parse_options(options *o, int argc, char **argv)
     o->drain_check = 1;
     o->progress_s = isatty(2) ? 1 : 5;
     env = getenv("VC_EVENTS_PARTITIONS");
-    o->partitions = env ? atoi(env) : 12;
+    o->partitions = env ? (int)strtol(env, NULL, 10) : 12;
+    if (o->partitions < 1)
+        o->partitions = 12;
     o->redis_nodes = getenv("VC_REDIS_NODES");
     o->secret = getenv("VC_TOKEN_SECRET");
 
@@ -386,7 +388,7 @@ static int parse_options(options *o, int argc, char **argv)
         i += takes;
     }
     if (o->ngw == 0 && (env = getenv("VC_PORT_BASE")) != NULL) {
-        int base = atoi(env);
+        int base = (int)strtol(env, NULL, 10);
 
         for (int i = 0; i < 10 && base > 0; i++)
             if (port_listens(base + 20 + i)) {
@@ -1009,7 +1011,7 @@ static void progress(lg *g, double now, double dt)
 
 /* ---------------------------------------------------------------- report */
 
-static void write_report(lg *g, int leftover, const char *leftover_sample, int ok)
+static void write_report(lg *g, int leftover, const char *leftover_sample, long index_members, int ok)
 {
     const options *o = &g->o;
     json_t *r = json_object(), *cfg = json_object(), *tot = json_object(), *fails = json_object(),
@@ -1070,6 +1072,7 @@ static void write_report(lg *g, int leftover, const char *leftover_sample, int o
     json_object_set_new(r, "commands", json_incref(g->commands_json));
     json_object_set_new(r, "leftover_keys", leftover < 0 ? json_null() : json_integer(leftover));
     json_object_set_new(r, "leftover_sample", json_string(leftover_sample));
+    json_object_set_new(r, "index_members_left", json_integer(index_members));
     json_object_set_new(r, "streams", streams);
     if (o->report && json_dump_file(r, o->report, JSON_INDENT(2)))
         fprintf(stderr, "vc-loadgen: cannot write %s\n", o->report);
@@ -1084,6 +1087,7 @@ int main(int argc, char **argv)
     options *o;
     double next_progress, last_progress, sim = 0;
     int next_cp = 0, ok, leftover = 0;
+    long index_members = 0;
     char sample[512] = "";
 
     if (g == NULL)
@@ -1172,12 +1176,15 @@ int main(int argc, char **argv)
     if (!stop_flag && o->drain_check) {
         checkpoint(g, "drained", o->drain_timeout_s, 1);
         leftover = (int)lg_redis_leftovers(o->redis_nodes, o->stream_base, o->stream_base + g->nstreams - 1, sample,
-                                           sizeof(sample));
+                                           sizeof(sample), &index_members);
         if (leftover != 0) {
             fprintf(stderr, "vc-loadgen: %d per-viewer keys left in Redis after every viewer left: %s\n", leftover,
                     sample);
             g->any_mismatch = 1;
         }
+        if (index_members > 0)
+            fprintf(stderr, "vc-loadgen: note: %ld of these streams are still listed in gateway-epoch indexes "
+                    "(vc:*:gs:<G>) after every viewer left\n", index_members);
     }
     g->quitting = 1;
     for (int i = 0; i < g->nw; i++) {
@@ -1224,7 +1231,7 @@ int main(int argc, char **argv)
             ok ? "PASS" : "FAIL", (long long)g->session_starts, (long long)g->opens, (long long)g->closes,
             (long long)g->refreshes, (long long)g->est, (long long)g->downs, (long long)g->fails,
             (long long)g->pushes, hs_quantile(g, 0.5), hs_quantile(g, 0.99), json_array_size(g->checkpoints_json));
-    write_report(g, leftover, sample, ok);
+    write_report(g, leftover, sample, index_members, ok);
     vc_redis_destroy(g->redis);
     for (int i = 0; i < g->nw; i++) {
         lg_outq_free(&g->w[i].q);
