@@ -696,9 +696,11 @@ void gw_proto_take_reader_results(gw_service *s)
     free(rank);
 }
 
+/* State of one walk over the streams (gw_idmap_each). */
 typedef struct {
     gw_service *s;
     int64_t now;
+    int64_t stale_ms;
     int64_t *ids;
     size_t n;
 } walk;
@@ -730,7 +732,7 @@ static void sweep_stream(int64_t id, void *value, void *arg)
 
 void gw_proto_sweep(gw_service *s, int64_t now_mono)
 {
-    walk w = {s, now_mono, NULL, 0};
+    walk w = {s, now_mono, 0, NULL, 0};
 
     gw_idmap_each(s->streams, sweep_stream, &w);
 }
@@ -750,7 +752,7 @@ static void shutdown_stream(int64_t id, void *value, void *arg)
 
 void gw_proto_shutdown(gw_service *s)
 {
-    walk w = {s, 0, NULL, 0};
+    walk w = {s, 0, 0, NULL, 0};
 
     gw_idmap_each(s->streams, shutdown_stream, &w);
 }
@@ -795,7 +797,7 @@ static void sync_stream(int64_t id, void *value, void *arg)
 
 int gw_proto_send_sync(gw_service *s)
 {
-    walk w = {s, 0, NULL, 0};
+    walk w = {s, 0, 0, NULL, 0};
 
     gw_idmap_each(s->streams, sync_stream, &w);
     return 0;
@@ -811,7 +813,7 @@ static void collect_id(int64_t id, void *value, void *arg)
 
 void gw_proto_post_streams(gw_service *s)
 {
-    walk w = {s, 0, NULL, 0};
+    walk w = {s, 0, 0, NULL, 0};
     size_t n = gw_idmap_size(s->streams);
 
     w.ids = malloc((n ? n : 1) * sizeof(int64_t));
@@ -828,7 +830,7 @@ static void stall_stream(int64_t id, void *value, void *arg)
 
     (void)id;
     if (st->has_count && (st->count.status == GW_COUNT_LIVE || st->count.status == GW_COUNT_SYNCING) &&
-        w->now - st->result_ms > (int64_t)w->n) {
+        w->now - st->result_ms > w->stale_ms) {
         gw_count c = st->count;
 
         c.status = GW_COUNT_STALE;
@@ -838,7 +840,7 @@ static void stall_stream(int64_t id, void *value, void *arg)
 
 void gw_proto_mark_stalled(gw_service *s, int64_t now_mono, int64_t stale_ms)
 {
-    walk w = {s, now_mono, NULL, (size_t)stale_ms};
+    walk w = {s, now_mono, stale_ms, NULL, 0};
 
     gw_idmap_each(s->streams, stall_stream, &w);
 }
