@@ -629,3 +629,26 @@ int h_wait_assigned(int port, int seconds)
     }
     return 0;
 }
+
+int h_master_of(h_ctx *h, const char *key)
+{
+    int base = atoi(need_env("VC_PORT_BASE"));
+    (void)h;
+    for (int i = 0; i < 6; i++) {
+        struct timeval tv = {2, 0};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", base + i, tv);
+        if (c == NULL || c->err) {
+            if (c)
+                redisFree(c);
+            continue;
+        }
+        redisReply *r = redisCommand(c, "EXISTS %s", key);
+        int owner = r && r->type == REDIS_REPLY_INTEGER;
+        if (r)
+            freeReplyObject(r);
+        redisFree(c);
+        if (owner)
+            return i;
+    }
+    return -1;
+}

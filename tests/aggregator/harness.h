@@ -88,3 +88,5 @@ char *h_http_get(int port, const char *path);
 int h_http_port(int i);
 /* Wait (bounded) until the aggregator on port reports all H_PARTITIONS assigned. */
 int h_wait_assigned(int port, int seconds);
+/* Index (0..5, port VC_PORT_BASE + i) of the master serving key, or -1. */
+int h_master_of(h_ctx *h, const char *key);
