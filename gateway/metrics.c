@@ -86,6 +86,12 @@ int gw_metrics_format(char *buf, size_t size, const gw_metrics *m, const gw_prod
     out(&o, "# HELP vc_gateway_pushes_superseded_total Count messages a slow viewer skipped for a newer one.\n"
             "# TYPE vc_gateway_pushes_superseded_total counter\nvc_gateway_pushes_superseded_total %lld\n",
         (long long)m->pushes_superseded);
+    out(&o, "# HELP vc_gateway_fanout_seconds From a count change read to its write to the last viewer of the stream.\n"
+            "# TYPE vc_gateway_fanout_seconds summary\nvc_gateway_fanout_seconds_sum %.6f\n"
+            "vc_gateway_fanout_seconds_count %lld\n",
+        m->fanout_ms_sum / 1000.0, (long long)m->fanouts);
+    out(&o, "# TYPE vc_gateway_fanout_last_seconds gauge\nvc_gateway_fanout_last_seconds %.6f\n",
+        m->fanout_ms_last / 1000.0);
     out(&o, "# TYPE vc_gateway_pongs_total counter\nvc_gateway_pongs_total %lld\n", (long long)m->pongs);
     out(&o, "# TYPE vc_gateway_pings_sent_total counter\nvc_gateway_pings_sent_total %lld\n", (long long)m->pings_sent);
     out(&o, "# TYPE vc_gateway_http_requests_total counter\nvc_gateway_http_requests_total %lld\n",

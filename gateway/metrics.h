@@ -44,6 +44,8 @@ typedef struct {
     int64_t http_requests;
     int64_t heartbeats, syncs, sync_chunks;
     int64_t streams;
+    int64_t fanouts;            /* count changes written to every viewer of the stream */
+    double fanout_ms_sum, fanout_ms_last;
 } gw_metrics;
 
 /* Write the Prometheus exposition into buf. Returns the length, or -1 if it

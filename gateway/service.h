@@ -25,6 +25,8 @@
 typedef struct gw_msg {
     uint32_t refs;
     uint32_t len;
+    int64_t born_ms;            /* monotonic: when the reader's result was published */
+    int fanned_out;             /* every viewer of the publish has been written to */
     unsigned char buf[];
 } gw_msg;
 

@@ -24,6 +24,8 @@ gw_msg *gw_msg_new(const char *text, size_t len)
         return NULL;
     m->refs = 1;
     m->len = (uint32_t)len;
+    m->born_ms = 0;
+    m->fanned_out = 0;
     memcpy(m->buf + LWS_PRE, text, len);
     return m;
 }
@@ -553,6 +555,14 @@ static int viewer_writeable(gw_service *s, struct lws *wsi, gw_session *pss)
 
         pss->pending = NULL;
         rc = lws_write(wsi, m->buf + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        /* Only the stream and this viewer still hold the current message:
+         * it has reached every viewer. */
+        if (m->refs == 2 && !m->fanned_out && pss->stream && pss->stream->msg == m) {
+            m->fanned_out = 1;
+            s->m.fanout_ms_last = (double)(gw_mono_ms() - m->born_ms);
+            s->m.fanout_ms_sum += s->m.fanout_ms_last;
+            s->m.fanouts++;
+        }
         gw_msg_unref(m);
         if (rc < 0)
             return -1;
@@ -641,6 +651,7 @@ static void publish_count(gw_service *s, gw_stream *st, const gw_count *c)
     n = gw_count_format(buf, sizeof(buf), st->id, c);
     if (n < 0 || (msg = gw_msg_new(buf, (size_t)n)) == NULL)
         return;
+    msg->born_ms = gw_mono_ms();
     gw_msg_unref(st->msg);
     st->msg = msg;
     st->count = *c;

@@ -111,6 +111,12 @@ def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
     if fanout_cb:
         t_write = fanout_cb(value)
     res = results(procs)
+    gw_fanout = None
+    if fanout_cb:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10).read().decode()
+        for line in body.splitlines():
+            if line.startswith("vc_gateway_fanout_last_seconds "):
+                gw_fanout = round(float(line.split()[1]) * 1000)
     opened = sum(r["open"] for r in res)
     connect_ms = max(r["connect_ms"] for r in res)
     row = {"server": name, "processes": len(pids), "viewers": opened, "failed": sum(r["failed"] for r in res),
@@ -121,7 +127,7 @@ def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
         marked = sum(r["marked"] for r in res)
         first = min(r["first_mark_ms"] for r in res if r["marked"])
         last = max(r["last_mark_ms"] for r in res if r["marked"])
-        row.update({"fanout_reached": marked, "fanout_spread_ms": last - first,
+        row.update({"fanout_reached": marked, "fanout_spread_ms": last - first, "gateway_fanout_ms": gw_fanout,
                     "write_to_last_ms": last - t_write})
     print(json.dumps(row), flush=True)
     return row
