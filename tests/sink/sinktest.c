@@ -293,6 +293,17 @@ void st_produce(const st_scenario *s, const char *topic, int64_t counts[ST_MAX_P
 
 /* ---- the sink process -------------------------------------------------- */
 
+/* Sinks still running when a test process exits (a failed assertion) are killed. */
+static pid_t started[256];
+static int nstarted;
+
+static void kill_leftovers(void)
+{
+    for (int i = 0; i < nstarted; i++)
+        if (started[i] > 0 && kill(started[i], SIGKILL) == 0)
+            waitpid(started[i], NULL, 0);
+}
+
 pid_t st_sink_start(const char *db, const char *group, const char *topic, int http_port, const char *const *extra_env)
 {
     const char *keep[] = {"VC_KAFKA_BROKERS", "VC_MYSQL_HOST", "VC_MYSQL_PORT", "VC_MYSQL_USER", "VC_MYSQL_PASSWORD",
@@ -336,6 +347,10 @@ pid_t st_sink_start(const char *db, const char *group, const char *topic, int ht
     pid_t pid;
     int rc = posix_spawn(&pid, VC_SINK_BIN, NULL, NULL, argv, envp);
     cr_assert_eq(rc, 0, "spawn %s: %s", VC_SINK_BIN, strerror(rc));
+    if (nstarted == 0)
+        atexit(kill_leftovers);
+    if (nstarted < (int)(sizeof started / sizeof started[0]))
+        started[nstarted++] = pid;
     /* up once its HTTP endpoint answers (its signal handlers are in place then) */
     int64_t end = mono_ms() + 20000;
     char body[256];

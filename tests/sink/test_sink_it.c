@@ -148,6 +148,74 @@ Test(sink_it, kill9_in_a_loop_equals_a_crash_free_run, .timeout = 600)
     mysql_close(my);
 }
 
+/* ---- two sinks in one group: rebalances while events flow --------------- */
+
+/* Partitions a sink reports as assigned (its /metrics), -1 if it does not answer. */
+static int assigned(int port)
+{
+    char body[8192];
+    if (st_http_get(port, "/metrics", body, sizeof body) != 200)
+        return -1;
+    const char *p = strstr(body, "\nvc_sink_assigned_partitions ");
+    return p ? atoi(p + strlen("\nvc_sink_assigned_partitions ")) : -1;
+}
+
+static int wait_assigned(int port, int timeout_s)
+{
+    for (int i = 0; i < timeout_s * 10; i++) {
+        if (assigned(port) > 0)
+            return 0;
+        sleep_ms(100);
+    }
+    return -1;
+}
+
+Test(sink_it, rebalances_between_two_sinks_equal_a_single_run, .timeout = 600)
+{
+    char topic[64], db[64], ref[80], group[64];
+    st_unique(topic, sizeof topic, "sk_rebal");
+    st_unique(db, sizeof db, "sk_rebal");
+    snprintf(ref, sizeof ref, "%s_ref", db);
+    st_unique(group, sizeof group, "rebal");
+    st_scenario s;
+    st_scenario_default(&s);
+    st_topic_create(topic, s.partitions);
+    st_db_create(db);
+
+    /* first half with two members in the group (how the broker splits the
+     * partitions between them is its business; the rows must not care) */
+    pid_t a = st_sink_start(db, group, topic, http_port(6), NULL);
+    cr_assert_eq(wait_assigned(http_port(6), 30), 0, "the first sink got no partition");
+    pid_t b = st_sink_start(db, group, topic, http_port(7), NULL);
+    cr_assert_eq(wait_assigned(http_port(7), 30), 0, "the second sink got no partition");
+    int64_t first[ST_MAX_PARTS], second[ST_MAX_PARTS];
+    s.to_event = s.events / 2;
+    st_produce(&s, topic, first);
+    sleep_ms(3000);
+    /* one dies: the other takes its partitions over from their checkpoints */
+    kill(a, SIGKILL);
+    waitpid(a, NULL, 0);
+    s.from_event = s.events / 2;
+    s.to_event = s.events * 3 / 4;
+    st_produce(&s, topic, second);
+    cr_assert_eq(wait_assigned(http_port(7), 30), 0);
+    /* and a new one joins: partitions move back */
+    a = st_sink_start(db, group, topic, http_port(6), NULL);
+    cr_assert_eq(wait_assigned(http_port(6), 30), 0, "the new sink got no partition");
+    int64_t third[ST_MAX_PARTS];
+    s.from_event = s.events * 3 / 4;
+    s.to_event = 0;
+    st_produce(&s, topic, third);
+    int64_t total = total_of(first) + total_of(second) + total_of(third);
+    int ok = st_wait_offsets(db, group, topic, total, WAIT_S, b);
+    int rca = st_sink_stop(a), rcb = st_sink_stop(b);
+    cr_assert_eq(ok, 0, "the two sinks did not finish the topic");
+    cr_expect_eq(rca, 0);
+    cr_expect_eq(rcb, 0);
+    reference_run(ref, topic, total);
+    expect_same(ref, db);
+}
+
 /* ---- disturbances while events flow ------------------------------------ */
 
 /* The first half of the events is consumed and stored; then `disturb` runs,
