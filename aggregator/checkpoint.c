@@ -368,3 +368,30 @@ out:
     }
     return rc;
 }
+
+int agg_partition_clear(vc_redis_batch *b, int32_t p, char *errstr, size_t errstr_size)
+{
+    keylist keys = {0};
+    char meta[VC_KEY_MAX];
+    int rc = -1;
+
+    vc_key_meta(meta, sizeof(meta), p);
+    if (scan_keys(b, p, &keys, errstr, errstr_size) < 0)
+        goto out;
+    vc_redis_batch_reset(b);
+    for (size_t i = 0; i < keys.n; i++) {
+        const char *argv[2] = {"DEL", keys.keys[i]};
+        size_t argvlen[2] = {3, keys.lens[i]};
+        if (strcmp(keys.keys[i], meta) != 0 && vc_redis_batch_add(b, keys.keys[i], 2, argv, argvlen) < 0) {
+            snprintf(errstr, errstr_size, "too many keys");
+            goto out;
+        }
+    }
+    vc_redis_batch_addf(b, meta, "DEL %s", meta);
+    if (vc_redis_batch_exec(b, errstr, errstr_size) < 0)
+        goto out;
+    rc = 0;
+out:
+    keylist_free(&keys);
+    return rc;
+}

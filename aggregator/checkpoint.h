@@ -38,4 +38,8 @@ int agg_checkpoint_restore(vc_redis_batch *b, const char *brokers, const char *t
                            int32_t topic_partitions, int32_t p, int64_t *offset, char *errstr,
                            size_t errstr_size);
 
+/* Delete every key of partition p, the meta hash last (so an interrupted
+ * clear still reads as "no state"). 0, or -1 with errstr. */
+int agg_partition_clear(vc_redis_batch *b, int32_t p, char *errstr, size_t errstr_size);
+
 #endif

@@ -168,8 +168,24 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
         int32_t p = ps[i];
         int64_t lo = 0, hi = 0, ck = -1;
         rd_kafka_resp_err_t kerr;
-        if (!missing[i])
+        if (!missing[i]) {
+            /* A state ahead of the log's end belongs to another log (the topic
+             * was recreated): the log is the truth, so start over from it. */
+            if (rd_kafka_query_watermark_offsets(svc->rk, svc->cfg->events_topic, p, &lo, &hi, 10000) == 0 &&
+                start[i] > hi) {
+                LOG(svc, "partition %d: Redis holds offset %" PRId64 " but the log ends at %" PRId64
+                         ": the state belongs to another log; clearing it and rebuilding from the log",
+                    p, start[i] - 1, hi);
+                if (agg_partition_clear(svc->batch, p, err, sizeof(err)) < 0) {
+                    LOG(svc, "partition %d: clear failed: %s", p, err);
+                    return -1;
+                }
+                atomic_fetch_add(&svc->m->rebuilds, 1);
+                if (parts_load(svc, &ps[i], 1, &start[i]) < 0)
+                    return -1;
+            }
             continue;
+        }
         if (svc->ckpt_partitions > 0) {
             int rc = agg_checkpoint_restore(svc->batch, svc->cfg->brokers, svc->cfg->checkpoint_topic,
                                             svc->ckpt_partitions, p, &ck, err, sizeof(err));
