@@ -31,6 +31,13 @@ int64_t gw_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t gw_stale_ms(const gw_config *cfg)
+{
+    int64_t ms = 3 * (int64_t)cfg->tick_ms;
+
+    return ms > 2000 ? ms : 2000;
+}
+
 static const struct lws_protocols protocols[] = {
     {
         .name = "vc-viewer",
@@ -72,12 +79,10 @@ static void on_tick(uv_timer_t *t)
 {
     gw_service *s = t->data;
 
-    int64_t stale_ms = 3 * (int64_t)s->cfg->tick_ms;
-
     if (s->shutting_down)
         return;
     gw_proto_post_streams(s);
-    gw_proto_mark_stalled(s, gw_mono_ms(), stale_ms > 2000 ? stale_ms : 2000);
+    gw_proto_mark_stalled(s, gw_mono_ms(), gw_stale_ms(s->cfg));
 }
 
 static void on_heartbeat(uv_timer_t *t)

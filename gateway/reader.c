@@ -271,6 +271,8 @@ static void read_counts(gw_reader *r, const int64_t *ids, size_t n)
         r->st.read_ms_sum += r->st.read_ms_last;
         if (!ok)
             r->st.read_errors++;
+        else
+            r->st.redis_ok_ms = mono_ms();
         r->st.redis_up = ok;
         pthread_mutex_unlock(&r->mu);
     } else {
@@ -431,6 +433,8 @@ static void probe_redis(gw_reader *r)
     }
     pthread_mutex_lock(&r->mu);
     r->st.redis_up = ok;
+    if (ok)
+        r->st.redis_ok_ms = mono_ms();
     pthread_mutex_unlock(&r->mu);
 }
 

@@ -46,6 +46,7 @@ typedef struct {
     double read_ms_sum, read_ms_last;
     int64_t db_reads, db_errors;
     int redis_up;
+    int64_t redis_ok_ms;            /* monotonic time of the last Redis answer, 0: never */
 } gw_reader_stats;
 
 /* Start the thread. conf's strings are copied. NULL and errstr on failure. */

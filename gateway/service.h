@@ -105,6 +105,9 @@ typedef struct gw_service {
 } gw_service;
 
 int64_t gw_now_ms(void);        /* wall clock */
+/* How long without a Redis answer before counts are shown stale and the
+ * gateway is not ready: three ticks, at least 2 s. */
+int64_t gw_stale_ms(const gw_config *cfg);
 int64_t gw_mono_ms(void);
 
 /* Protocol callback (ws_proto.c). */

@@ -194,11 +194,17 @@ static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const c
         int kafka = gw_producer_reachable(s->prod);
         int n;
 
+        int redis, ready;
+
         gw_reader_get_stats(s->reader, &rs);
+        /* A reader stuck on an unresponsive Redis has not failed yet: also
+         * require an answer within the bound that makes counts stale. */
+        redis = rs.redis_up && rs.redis_ok_ms && gw_mono_ms() - rs.redis_ok_ms <= gw_stale_ms(s->cfg);
+        ready = kafka && redis && !s->shutting_down;
         n = snprintf(buf, sizeof(buf), "{\"ready\":%s,\"kafka\":%s,\"redis\":%s,\"draining\":%s}\n",
-                     kafka && rs.redis_up && !s->shutting_down ? "true" : "false", kafka ? "true" : "false",
-                     rs.redis_up ? "true" : "false", s->shutting_down ? "true" : "false");
-        http_respond(pss, wsi, kafka && rs.redis_up && !s->shutting_down ? 200 : 503, 0, buf, (size_t)n);
+                     ready ? "true" : "false", kafka ? "true" : "false", redis ? "true" : "false",
+                     s->shutting_down ? "true" : "false");
+        http_respond(pss, wsi, ready ? 200 : 503, 0, buf, (size_t)n);
         break;
     }
     case GW_ROUTE_METRICS: {

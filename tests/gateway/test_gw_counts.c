@@ -125,6 +125,7 @@ Test(counts, live_count_is_pushed_and_changes_are_pushed_once)
     cr_assert_eq(gwh_ws_wait_text(fd, want, WAIT_MS, &f), 0, "got %s", f.data);
     set_count(s, "6", "7", "live");
     cr_assert_eq(gwh_ws_wait_text(fd, "\"viewers\":6,\"peak\":7,\"status\":\"live\"", WAIT_MS, &f), 0);
+    cr_assert_geq(gwh_metric(gw.port, "vc_gateway_fanout_seconds_count"), 1, "fan-out measured");
     /* Unchanged: nothing more is pushed for a while. */
     cr_assert_eq(gwh_ws_recv(fd, 1000, &f), -1, "no push without a change, got %s", f.data);
     /* A second viewer gets the current count right after join. */
@@ -163,6 +164,11 @@ Test(counts, redis_unreachable_shows_the_last_value_as_stale_then_live_again)
     pause_redis(4000);
     cr_assert_eq(gwh_ws_wait_text(fd, "\"viewers\":11,\"peak\":12,\"status\":\"stale\"", WAIT_MS, &f), 0,
                  "stale while Redis does not answer");
+    {
+        char body[256];
+
+        cr_expect_eq(gwh_http_get(gw.port, "/readyz", body, sizeof(body)), 503, "not ready without Redis: %s", body);
+    }
     cr_assert_eq(gwh_ws_wait_text(fd, "\"status\":\"live\"", 15000, &f), 0, "live again after the pause");
     close(fd);
     del_count(s);
