@@ -406,6 +406,9 @@ static void viewer_established(gw_service *s, struct lws *wsi, gw_session *pss)
     if (!pss->upgrading) {
         /* Not through confirm_upgrade (should not happen): refuse. */
         pss->close_code = LWS_CLOSE_STATUS_POLICY_VIOLATION;
+    } else if (s->shutting_down && !pss->close_code) {
+        /* Upgraded while the drain began: no join that no leave would follow. */
+        pss->close_code = LWS_CLOSE_STATUS_GOINGAWAY;
     }
     if (pss->close_code) {
         lws_callback_on_writable(wsi);
