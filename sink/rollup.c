@@ -465,18 +465,32 @@ static sk_end_reason leave_reason(vc_leave_reason reason)
 int sk_rollup_apply(sk_rollup *r, const vc_event *ev)
 {
     vc_liveness_verdict verdict;
+    int64_t before = vc_liveness_clock(r->lv);
     int ngone = vc_liveness_observe(r->lv, ev, &verdict, r->gone);
     int64_t clock = vc_liveness_clock(r->lv);
-    int64_t b = floor_div(clock, r->conf.rollup_ms);
-    if (r->bucket == INT64_MIN)
-        r->bucket = b;
-    else if (b > r->bucket && buckets_close(r, b) < 0)
-        return -1;
-    for (int i = 0; i < ngone; i++) {
-        vc_sync_asm_forget_gateway(r->sa, r->gone[i].gateway_id, r->gone[i].epoch);
-        if (gateway_gone(r, r->gone[i].id, clock) < 0)
+    /* Gone gateways' viewers leave at the clock of the event that revealed it;
+     * but after a silence longer than the timeout (the partition heard nothing,
+     * e.g. every gateway was down), at the latest moment their gateways can have
+     * been alive: the last clock + the timeout. Otherwise every bucket of the
+     * silence would be written with viewers nobody was watching. */
+    int64_t t_gone = clock;
+    if (ngone > 0 && before != INT64_MIN && clock - before > r->conf.liveness_timeout_ms)
+        t_gone = before + r->conf.liveness_timeout_ms;
+    if (r->bucket == INT64_MIN) {
+        r->bucket = floor_div(clock, r->conf.rollup_ms);
+    } else {
+        int64_t b_gone = floor_div(t_gone, r->conf.rollup_ms);
+        if (b_gone > r->bucket && buckets_close(r, b_gone) < 0)
             return -1;
     }
+    for (int i = 0; i < ngone; i++) {
+        vc_sync_asm_forget_gateway(r->sa, r->gone[i].gateway_id, r->gone[i].epoch);
+        if (gateway_gone(r, r->gone[i].id, t_gone) < 0)
+            return -1;
+    }
+    int64_t b = floor_div(clock, r->conf.rollup_ms);
+    if (b > r->bucket && buckets_close(r, b) < 0)
+        return -1;
     if (verdict.stale)
         return 0;
     if (gw_name_set(r, verdict.id, ev->gateway_id) < 0)

@@ -340,3 +340,25 @@ Test(rollup, current_row_merges_a_forgotten_stream)
     cr_expect_eq(cur->updated_ms, BASE + 40 * S);
     sk_rollup_destroy(r);
 }
+
+/* The partition hears nothing for an hour (every gateway down): the viewers
+ * count until their gateway's timeout after the last event, not the whole hour. */
+Test(rollup, a_long_silence_ends_the_viewers_at_the_timeout)
+{
+    sk_rollup_conf c = conf_of(10, 30);
+    sk_rollup *r = sk_rollup_new(&c);
+    hb(r, "gw-a", BASE);
+    join(r, 7, 1, 1, BASE + 2 * S);
+    hb(r, "gw-a", BASE + 5 * S);
+    hb(r, "gw-b", BASE + 3600 * S); /* another gateway, an hour later */
+    const sk_rows *rows = sk_rollup_rows(r);
+    /* [0,10) .. [30,40): gw-a's last sign of life 5 s + 30 s timeout = 35 s */
+    cr_expect_eq(rows->nhist, 4, "rows up to the timeout only: %zu", rows->nhist);
+    expect_hist(rows, 7, 30, 1, 0, 5 * S, 0, 1, 1);
+    cr_expect_null(hist_at(rows, 7, BASE + 40 * S));
+    cr_assert_eq(rows->nsess, 1);
+    cr_expect_eq(rows->sess[0].left_ms, BASE + 35 * S);
+    cr_expect_eq(rows->sess[0].reason, SK_END_GATEWAY_DEAD);
+    cr_expect_eq(sk_rollup_streams(r), 0);
+    sk_rollup_destroy(r);
+}
