@@ -10,17 +10,28 @@
  * 3. reads INFO memory of every master before and after: bytes per viewer;
  * 4. runs redis-benchmark -P 64 (SET, --cluster) against the same cluster:
  *    the pipelined ceiling, and prints the ratio.
- * Prints one Markdown table row set for the README. */
+ * Prints one Markdown table row set for the README.
+ *
+ *   bench_aggregator live [events_per_s] [seconds]
+ *
+ * runs one vc-aggregator on a fresh topic, produces joins and leaves at the
+ * given rate (default 25000/s, 10 s) and measures, per event, the time from
+ * its produce call to the moment its partition's applied offset in Redis
+ * (meta hash, polled every millisecond) covers it: p50, p99, max. */
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <stdint.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "vc_event.h"
+#include "vc_keys.h"
+#include "vc_redis.h"
 #include "vc_partition.h"
 
 static double now_s(void)
@@ -91,8 +102,229 @@ static void produce(rd_kafka_t *rk, const char *topic, const vc_event *ev, int32
     produced++;
 }
 
+typedef struct {
+    double *sent;
+    int32_t *part;
+    int64_t *off;
+} live_ctx;
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int live(int argc, char **argv)
+{
+    long rate = argc > 2 ? atol(argv[2]) : 25000, seconds = argc > 3 ? atol(argv[3]) : 10;
+    const char *brokers = env("VC_KAFKA_BROKERS"), *nodes = env("VC_REDIS_NODES"), *stack = env("VC_STACK_DIR");
+    const int parts = 12;
+    size_t total = (size_t)(rate * seconds), sent = 0;
+    char topic[128], group[160], cmd[1024], err[512];
+    live_ctx lc = {calloc(total, sizeof(double)), calloc(total, sizeof(int32_t)), calloc(total, sizeof(int64_t))};
+    double applied_at_tick[64];
+    int64_t applied[64];
+
+    snprintf(topic, sizeof(topic), "bench.live.%d", (int)getpid());
+    snprintf(group, sizeof(group), "bench-live-%d", (int)getpid());
+    snprintf(cmd, sizeof(cmd), "VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s %d >/dev/null", stack,
+             AGG_BENCH_REPO, topic, parts);
+    if (system(cmd) != 0)
+        return 1;
+    masters_memory(nodes, 1);
+    for (size_t i = 0; i < total; i++)
+        lc.off[i] = -1;
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    vc_redis_conf rconf = {nodes, 0, 2000};
+    vc_redis *r = vc_redis_new(&rconf, err, sizeof(err));
+    if (rk == NULL || r == NULL) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    vc_redis_batch *b = vc_redis_batch_new(r, 0);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("VC_EVENTS_TOPIC", topic, 1);
+        setenv("VC_AGGREGATOR_GROUP", group, 1);
+        setenv("VC_CHECKPOINT_TOPIC", "bench.agg.none", 1);
+        setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
+        if (getenv("AGG_BENCH_HTTP_PORT") == NULL)
+            setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
+        else
+            setenv("VC_AGGREGATOR_HTTP_PORT", getenv("AGG_BENCH_HTTP_PORT"), 1);
+        execl(AGG_BENCH_BIN, "vc-aggregator", (char *)NULL);
+        _exit(127);
+    }
+    /* wait for the group: a heartbeat in every partition, applied */
+    for (int p = 0; p < parts; p++)
+        applied[p] = -1;
+    vc_event ev;
+    for (int p = 0; p < parts; p++) {
+        vc_event_init(&ev);
+        ev.type = VC_EV_HEARTBEAT;
+        snprintf(ev.gateway_id, sizeof(ev.gateway_id), "gw-0");
+        ev.gateway_epoch = 1;
+        ev.ts_ms = 1;
+        uint8_t buf[256];
+        size_t len;
+        vc_event_encode(&ev, buf, sizeof(buf), &len);
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p), RD_KAFKA_V_VALUE(buf, len),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    }
+    rd_kafka_flush(rk, 10000);
+
+    /* the applied offset of every partition, polled; returns 1 when all >= want */
+    double t_wait = now_s();
+    for (;;) {
+        int ready = 1;
+        vc_redis_batch_reset(b);
+        for (int p = 0; p < parts; p++) {
+            char key[VC_KEY_MAX];
+            vc_key_meta(key, sizeof(key), p);
+            vc_redis_batch_addf(b, key, "HGET %s offset", key);
+        }
+        if (vc_redis_batch_exec(b, err, sizeof(err)) == 0)
+            for (int p = 0; p < parts; p++) {
+                const redisReply *rr = vc_redis_batch_reply(b, p);
+                ready &= rr && rr->type == REDIS_REPLY_STRING && atoll(rr->str) >= 0;
+            }
+        else
+            ready = 0;
+        if (ready)
+            break;
+        if (now_s() - t_wait > 60) {
+            fprintf(stderr, "the aggregator did not start within 60 s\n");
+            kill(pid, SIGKILL);
+            return 1;
+        }
+        struct timespec ts = {0, 50000000};
+        nanosleep(&ts, NULL);
+    }
+
+    /* produce at the rate, poll Redis every tick */
+    double *lat = calloc(total, sizeof(double));
+    size_t nlat = 0, next_check = 0;
+    int64_t *conns = calloc(total, sizeof(int64_t));
+    int64_t *streams = calloc(total, sizeof(int64_t));
+    size_t nopen = 0;
+    unsigned seed = 3;
+    double t0 = now_s(), tick = 0.001;
+    int64_t next_conn = 1, next_off[64];
+    for (int p = 0; p < parts; p++)
+        next_off[p] = 1; /* offset 0: the warm-up heartbeat */
+    for (long k = 0;; k++) {
+        double t = t0 + (double)k * tick, n = now_s();
+        if (n < t) {
+            struct timespec ts = {0, (long)((t - n) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        size_t want = (size_t)((now_s() - t0) * (double)rate);
+        if (want > total)
+            want = total;
+        while (sent < want) {
+            vc_event_init(&ev);
+            snprintf(ev.gateway_id, sizeof(ev.gateway_id), "gw-%d", (int)(sent % 20));
+            ev.gateway_epoch = 1;
+            ev.ts_ms = 1000 + (int64_t)sent;
+            if (nopen > 1000 && rand_r(&seed) % 2) {
+                size_t j = (size_t)rand_r(&seed) % nopen;
+                ev.type = VC_EV_LEAVE;
+                ev.reason = VC_LEAVE_CLIENT_CLOSED;
+                ev.stream_id = streams[j];
+                ev.conn_id = conns[j];
+                snprintf(ev.gateway_id, sizeof(ev.gateway_id), "gw-%d", (int)((conns[j] - 1) % 20));
+                conns[j] = conns[--nopen];
+                streams[j] = streams[nopen];
+            } else {
+                ev.type = VC_EV_JOIN;
+                ev.stream_id = 1 + rand_r(&seed) % 500;
+                ev.user_id = 1 + rand_r(&seed) % 100000;
+                ev.conn_id = next_conn++;
+                snprintf(ev.gateway_id, sizeof(ev.gateway_id), "gw-%d", (int)((ev.conn_id - 1) % 20));
+                conns[nopen] = ev.conn_id;
+                streams[nopen++] = ev.stream_id;
+            }
+            uint8_t buf[256];
+            size_t len;
+            char key[VC_STREAM_KEY_MAX];
+            size_t klen = vc_stream_key(ev.stream_id, key);
+            vc_event_encode(&ev, buf, sizeof(buf), &len);
+            int32_t ep = vc_stream_partition(ev.stream_id, parts);
+            lc.sent[sent] = now_s();
+            /* one idempotent producer, explicit partitions: offsets are sequential, no need
+             * to wait for delivery reports to know them */
+            lc.part[sent] = ep;
+            lc.off[sent] = next_off[ep]++;
+            if (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(ep),
+                                  RD_KAFKA_V_KEY(key, klen), RD_KAFKA_V_VALUE(buf, len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END) != 0)
+                break;
+            sent++;
+        }
+        rd_kafka_poll(rk, 0);
+        /* the applied offsets now */
+        vc_redis_batch_reset(b);
+        for (int p = 0; p < parts; p++) {
+            char mk[VC_KEY_MAX];
+            vc_key_meta(mk, sizeof(mk), p);
+            vc_redis_batch_addf(b, mk, "HGET %s offset", mk);
+        }
+        double tq = now_s();
+        if (vc_redis_batch_exec(b, err, sizeof(err)) == 0)
+            for (int p = 0; p < parts; p++) {
+                const redisReply *rr = vc_redis_batch_reply(b, p);
+                if (rr && rr->type == REDIS_REPLY_STRING)
+                    applied[p] = atoll(rr->str);
+                applied_at_tick[p] = tq;
+            }
+        /* events whose offset is known and covered */
+        while (next_check < sent && lc.off[next_check] >= 0 && applied[lc.part[next_check]] >= lc.off[next_check]) {
+            lat[nlat++] = applied_at_tick[lc.part[next_check]] - lc.sent[next_check];
+            next_check++;
+        }
+        /* events further on may be covered out of order: check a window */
+        for (size_t i = next_check; i < sent && i < next_check + 5000; i++) {
+            if (lc.off[i] >= 0 && lc.part[i] >= 0 && applied[lc.part[i]] >= lc.off[i] && lc.sent[i] > 0) {
+                lat[nlat++] = applied_at_tick[lc.part[i]] - lc.sent[i];
+                lc.sent[i] = 0; /* counted */
+                lc.off[i] = -2;
+            }
+        }
+        while (next_check < sent && lc.off[next_check] == -2)
+            next_check++;
+        if (sent == total && next_check == total)
+            break;
+        if (now_s() - t0 > (double)seconds + 60) {
+            fprintf(stderr, "not every event applied within 60 s after the end\n");
+            break;
+        }
+    }
+    double dur = now_s() - t0;
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    qsort(lat, nlat, sizeof(*lat), cmp_double);
+    printf("| rate (events/s) | events | p50 (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|---|\n");
+    printf("| %ld | %zu | %.1f | %.1f | %.1f |\n", rate, nlat, nlat ? lat[nlat / 2] * 1e3 : 0,
+           nlat ? lat[(size_t)((double)nlat * 0.99)] * 1e3 : 0, nlat ? lat[nlat - 1] * 1e3 : 0);
+    (void)dur;
+    masters_memory(nodes, 1);
+    rd_kafka_destroy(rk);
+    vc_redis_batch_destroy(b);
+    vc_redis_destroy(r);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "live") == 0)
+        return live(argc, argv);
     long viewers = argc > 1 ? atol(argv[1]) : 200000, churn = argc > 2 ? atol(argv[2]) : 400000;
     const char *brokers = env("VC_KAFKA_BROKERS"), *nodes = env("VC_REDIS_NODES"), *stack = env("VC_STACK_DIR");
     char topic[128], cmd[1024], err[512];
