@@ -1,7 +1,6 @@
 /* parse.c -- pure parsing of client input (see parse.h). */
 #include "parse.h"
 
-#include <ctype.h>
 #include <jansson.h>
 #include <string.h>
 #include <strings.h>
@@ -28,64 +27,6 @@ int gw_parse_id(const char *s, int64_t *id)
     if (s == NULL)
         return -1;
     return gw_parse_id_n(s, strlen(s), id);
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-int gw_query_get(const char *query, const char *name, char *out, size_t out_size)
-{
-    size_t nlen = strlen(name);
-    const char *p = query;
-
-    if (query == NULL || out_size == 0)
-        return -1;
-    while (*p) {
-        const char *end = strchr(p, '&');
-        size_t seg = end ? (size_t)(end - p) : strlen(p);
-
-        if (seg > nlen && strncmp(p, name, nlen) == 0 && p[nlen] == '=') {
-            size_t o = 0;
-
-            for (size_t i = nlen + 1; i < seg; i++) {
-                int c = (unsigned char)p[i];
-
-                if (c == '%') {
-                    int h, l;
-
-                    if (i + 2 >= seg)
-                        return -2;
-                    h = hexval(p[i + 1]);
-                    l = hexval(p[i + 2]);
-                    if (h < 0 || l < 0)
-                        return -2;
-                    c = h * 16 + l;
-                    i += 2;
-                } else if (c == '+')
-                    c = ' ';
-                if (o + 1 >= out_size)
-                    return -2;
-                out[o++] = (char)c;
-            }
-            out[o] = '\0';
-            return (int)o;
-        }
-        if (seg == nlen && strncmp(p, name, nlen) == 0) {
-            out[0] = '\0';
-            return 0;
-        }
-        if (!end)
-            break;
-        p = end + 1;
-    }
-    return -1;
 }
 
 const char *gw_bearer_token(const char *authorization)

@@ -13,11 +13,6 @@ int gw_parse_id(const char *s, int64_t *id);
 /* Same over len bytes (not NUL-terminated). */
 int gw_parse_id_n(const char *s, size_t len, int64_t *id);
 
-/* Value of name in a query string "a=1&b=2" (without '?'), percent-decoded
- * ('+' is a space) into out (NUL-terminated). Returns the value's length, -1
- * when absent, -2 when it does not fit or has a bad escape. */
-int gw_query_get(const char *query, const char *name, char *out, size_t out_size);
-
 /* The token of an "Authorization: Bearer <token>" header value, or NULL. */
 const char *gw_bearer_token(const char *authorization);
 

@@ -18,23 +18,6 @@ Test(parse, ids_are_strict_positive_decimals)
     cr_expect_eq(gw_parse_id(NULL, &id), -1);
 }
 
-Test(parse, query_values_are_found_and_decoded)
-{
-    char out[32];
-
-    cr_assert_eq(gw_query_get("stream=12&token=a%2Bb", "token", out, sizeof(out)), 3);
-    cr_assert_str_eq(out, "a+b");
-    cr_assert_eq(gw_query_get("stream=12&token=a%2Bb", "stream", out, sizeof(out)), 2);
-    cr_assert_str_eq(out, "12");
-    cr_assert_eq(gw_query_get("xstream=1", "stream", out, sizeof(out)), -1);
-    cr_assert_eq(gw_query_get("a=x+y", "a", out, sizeof(out)), 3);
-    cr_assert_str_eq(out, "x y");
-    cr_assert_eq(gw_query_get("a=%zz", "a", out, sizeof(out)), -2);
-    cr_assert_eq(gw_query_get("a=%4", "a", out, sizeof(out)), -2);
-    cr_assert_eq(gw_query_get("a=0123456789", "a", out, 4), -2);
-    cr_assert_eq(gw_query_get("a", "a", out, sizeof(out)), 0);
-}
-
 Test(parse, bearer_tokens)
 {
     cr_assert_str_eq(gw_bearer_token("Bearer abc.def"), "abc.def");
