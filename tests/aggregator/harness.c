@@ -63,7 +63,7 @@ void h_flush_redis(h_ctx *h)
         const char *colon = strrchr(tok, ':');
         cr_assert_not_null(colon);
         snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
-        port = atoi(colon + 1);
+        port = (int)strtol(colon + 1, NULL, 10);
         struct timeval tv = {5, 0};
         redisContext *c = redisConnectWithTimeout(host, port, tv);
         if (c == NULL || c->err) {
@@ -300,7 +300,7 @@ char *h_stream_str(h_ctx *h, int64_t stream, const char *field)
 long long h_stream_int(h_ctx *h, int64_t stream, const char *field)
 {
     char *s = h_stream_str(h, stream, field);
-    long long v = s ? atoll(s) : -1;
+    long long v = s ? strtoll(s, NULL, 10) : -1;
     free(s);
     return v;
 }
@@ -314,7 +314,7 @@ long long h_rank_score(h_ctx *h, int64_t stream, int64_t cat)
     else
         vc_key_rank(key, sizeof(key), p);
     redisReply *r = h_cmd(h, key, "ZSCORE %s %lld", key, (long long)stream);
-    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
     freeReplyObject(r);
     return v;
 }
@@ -329,7 +329,7 @@ int h_wait_applied(h_ctx *h, int seconds)
                 continue;
             vc_key_meta(key, sizeof(key), p);
             redisReply *r = h_cmd(h, key, "HGET %s offset", key);
-            ok = r->type == REDIS_REPLY_STRING && atoll(r->str) >= h->last_offset[p];
+            ok = r->type == REDIS_REPLY_STRING && strtoll(r->str, NULL, 10) >= h->last_offset[p];
             freeReplyObject(r);
         }
         if (ok)
@@ -460,11 +460,11 @@ static char *join_reply(const redisReply *r, int pairs)
         items[i] = malloc(len);
         size_t k = 0;
         for (size_t c = 0; c < a->len; c++)
-            k += (size_t)sprintf(items[i] + k, "%02x", (unsigned char)a->str[c]);
+            k += (size_t)snprintf(items[i] + k, len - k, "%02x", (unsigned char)a->str[c]);
         if (b) {
             items[i][k++] = '=';
             for (size_t c = 0; c < b->len; c++)
-                k += (size_t)sprintf(items[i] + k, "%02x", (unsigned char)b->str[c]);
+                k += (size_t)snprintf(items[i] + k, len - k, "%02x", (unsigned char)b->str[c]);
         }
         items[i][k] = '\0';
         total += k + 1;
@@ -497,7 +497,7 @@ char *h_dump_keys(h_ctx *h, size_t *nkeys)
         const char *colon = strrchr(tok, ':');
         snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
         struct timeval tv = {5, 0};
-        redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+        redisContext *c = redisConnectWithTimeout(host, (int)strtol(colon + 1, NULL, 10), tv);
         if (c == NULL || c->err) {
             if (c)
                 redisFree(c);
@@ -612,7 +612,7 @@ char *h_http_get(int port, const char *path)
 
 int h_http_port(int i)
 {
-    return atoi(need_env("VC_PORT_BASE")) + 39 - i;
+    return (int)strtol(need_env("VC_PORT_BASE"), NULL, 10) + 39 - i;
 }
 
 int h_wait_assigned(int port, int seconds)
@@ -632,7 +632,7 @@ int h_wait_assigned(int port, int seconds)
 
 int h_master_of(h_ctx *h, const char *key)
 {
-    int base = atoi(need_env("VC_PORT_BASE"));
+    int base = (int)strtol(need_env("VC_PORT_BASE"), NULL, 10);
     (void)h;
     for (int i = 0; i < 6; i++) {
         struct timeval tv = {2, 0};

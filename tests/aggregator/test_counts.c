@@ -60,7 +60,7 @@ Test(counts, two_tabs_one_user_count_once_until_the_last_leaves, .timeout = 120)
     cr_expect_eq(h_stream_int(&h, 101, "viewers"), 1);
     char *off = h_stream_str(&h, 101, "offset");
     cr_assert_not_null(off);
-    cr_expect_eq(atoll(off), h.last_offset[vc_stream_partition(101, H_PARTITIONS)],
+    cr_expect_eq(strtoll(off, NULL, 10), h.last_offset[vc_stream_partition(101, H_PARTITIONS)],
                  "the count carries the offset it is valid as of");
     free(off);
     finish();
@@ -131,8 +131,8 @@ Test(counts, peak_and_ranking_order_match_the_ground_truth, .timeout = 180)
         snprintf(key, sizeof(key), "vc:{vc.%d}:rank", p);
         redisReply *r = h_cmd(&h, key, "ZREVRANGE %s 0 4 WITHSCORES", key);
         for (size_t e = 0; e + 1 < r->elements; e += 2) {
-            long long score = atoll(r->element[e + 1]->str);
-            int64_t id = atoll(r->element[e]->str);
+            long long score = strtoll(r->element[e + 1]->str, NULL, 10);
+            int64_t id = strtoll(r->element[e]->str, NULL, 10);
             for (int b = 0; b < 5; b++) {
                 if (score > best[b]) {
                     memmove(best + b + 1, best + b, (size_t)(4 - b) * sizeof(*best));

@@ -233,7 +233,7 @@ Test(faults, rebuild_starts_from_the_newest_checkpoint, .timeout = 600)
     for (int i = 0; i < 300 && !ok; i++) {
         char *m = h_http_get(port, "/metrics");
         const char *c = m ? strstr(m, "\nvc_aggregator_checkpoints_total ") : NULL;
-        ok = c && atoi(c + strlen("\nvc_aggregator_checkpoints_total ")) >= H_PARTITIONS;
+        ok = c && (int)strtol(c + strlen("\nvc_aggregator_checkpoints_total "), NULL, 10) >= H_PARTITIONS;
         free(m);
         if (!ok)
             sleep_ms(100);
@@ -257,7 +257,7 @@ Test(faults, rebuild_starts_from_the_newest_checkpoint, .timeout = 600)
     cr_expect(strstr(log, "restored the checkpoint") != NULL, "the rebuild did not use a checkpoint:\n%s", log);
     const char *done = strstr(log, "rebuild: done: ");
     cr_assert_not_null(done, "no summary:\n%s", log);
-    long long replayed = atoll(done + strlen("rebuild: done: "));
+    long long replayed = strtoll(done + strlen("rebuild: done: "), NULL, 10);
     cr_expect_eq(replayed, 500, "only the events after the checkpoint are replayed:\n%s", log);
     char *after = h_dump_keys(&h, &nafter);
     cr_expect_eq(nafter, nbefore);

@@ -62,7 +62,7 @@ static long long masters_memory(const char *nodes, int flush)
         char *colon = strrchr(tok, ':');
         snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
         struct timeval tv = {5, 0};
-        redisContext *c = redisConnectWithTimeout(host, atoi(colon + 1), tv);
+        redisContext *c = redisConnectWithTimeout(host, (int)strtol(colon + 1, NULL, 10), tv);
         if (c == NULL || c->err)
             continue;
         redisReply *r = redisCommand(c, "ROLE");
@@ -74,7 +74,7 @@ static long long masters_memory(const char *nodes, int flush)
             r = redisCommand(c, "INFO memory");
             const char *u = r && r->str ? strstr(r->str, "used_memory:") : NULL;
             if (u)
-                total += atoll(u + 12);
+                total += strtoll(u + 12, NULL, 10);
             freeReplyObject(r);
         }
         redisFree(c);
@@ -116,7 +116,7 @@ static int cmp_double(const void *a, const void *b)
 
 static int live(int argc, char **argv)
 {
-    long rate = argc > 2 ? atol(argv[2]) : 25000, seconds = argc > 3 ? atol(argv[3]) : 10;
+    long rate = argc > 2 ? strtol(argv[2], NULL, 10) : 25000, seconds = argc > 3 ? strtol(argv[3], NULL, 10) : 10;
     const char *brokers = env("VC_KAFKA_BROKERS"), *nodes = env("VC_REDIS_NODES"), *stack = env("VC_STACK_DIR");
     const int parts = 12;
     size_t total = (size_t)(rate * seconds), sent = 0;
@@ -192,7 +192,7 @@ static int live(int argc, char **argv)
         if (vc_redis_batch_exec(b, err, sizeof(err)) == 0)
             for (int p = 0; p < parts; p++) {
                 const redisReply *rr = vc_redis_batch_reply(b, p);
-                ready &= rr && rr->type == REDIS_REPLY_STRING && atoll(rr->str) >= 0;
+                ready &= rr && rr->type == REDIS_REPLY_STRING && strtoll(rr->str, NULL, 10) >= 0;
             }
         else
             ready = 0;
@@ -280,7 +280,7 @@ static int live(int argc, char **argv)
             for (int p = 0; p < parts; p++) {
                 const redisReply *rr = vc_redis_batch_reply(b, p);
                 if (rr && rr->type == REDIS_REPLY_STRING)
-                    applied[p] = atoll(rr->str);
+                    applied[p] = strtoll(rr->str, NULL, 10);
                 applied_at_tick[p] = tq;
             }
         /* events whose offset is known and covered */
@@ -325,7 +325,7 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "live") == 0)
         return live(argc, argv);
-    long viewers = argc > 1 ? atol(argv[1]) : 200000, churn = argc > 2 ? atol(argv[2]) : 400000;
+    long viewers = argc > 1 ? strtol(argv[1], NULL, 10) : 200000, churn = argc > 2 ? strtol(argv[2], NULL, 10) : 400000;
     const char *brokers = env("VC_KAFKA_BROKERS"), *nodes = env("VC_REDIS_NODES"), *stack = env("VC_STACK_DIR");
     char topic[128], cmd[1024], err[512];
     const int parts = 12, nstreams = 2000;
