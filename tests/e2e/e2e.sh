@@ -10,8 +10,13 @@
 # state is left in Redis after everyone left, and no service reported a
 # sanitizer error. The stack is torn down however the case ends.
 #
-# Cases: steady, gateway_kill, gateway_term, aggregator_kill, redis_failover,
-#        mariadb_restart
+# After the load, every viewer has left: the database must hold exactly one
+# user_sessions row per connection the loadgen established (per stream; fewer
+# only where a killed gateway lost events it had not sent yet), and every
+# stream's current_viewers row must come back to 0.
+#
+# Cases: steady, gateway_kill, gateway_term, services (aggregator kill -9,
+#        sink kill -9, MariaDB restart, one after the other), redis_failover
 set -euo pipefail
 
 BUILD=$(realpath "${1:?usage: e2e.sh BUILD_DIR PORT_BASE CASE}")
@@ -29,6 +34,9 @@ export VC_STACK_DIR=$BUILD/tests/e2e-work/$CASE
 # gateways heartbeat every 2 s and the aggregator (and sink) drop a gateway
 # silent for 8 s of event time (the production defaults are 10 s and 90 s).
 export VC_HEARTBEAT_SECONDS=2 VC_GATEWAY_TIMEOUT_MS=8000
+# The sink closes 10 s buckets and flushes every second, so that the
+# database's finished sessions can be compared with the loadgen's truth.
+export VC_ROLLUP_SECONDS=10 VC_SINK_FLUSH_INTERVAL_MS=1000
 # Under ASan/UBSan (the test build) a finding must stop the service, so that
 # it shows in its log.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
@@ -83,12 +91,16 @@ gateway_term)
           --at "8:$S stop gateway 1" --at "24:$S start gateway 1")
     expect+=("r['totals']['lost_by_close_code'].get('1001', 0) > 0" "len(r['commands']) == 2")
     ;;
-aggregator_kill)
-    # kill -9 the aggregator mid-run and restart it: it resumes from Redis
-    # and its committed offsets, and the counts are exact again.
-    args=(--viewers 500 --churn-seconds 30 --duration 32 --checkpoints 5,24 --converge-timeout 30
-          --at "9:$S kill aggregator 0" --at "13:$S start aggregator 0")
-    expect+=("len(r['commands']) == 2")
+services)
+    # One at a time, with a convergence check after each: kill -9 the
+    # aggregator and restart it (it resumes from Redis and its offsets);
+    # kill -9 the sink and restart it (exactly once: no session row lost or
+    # doubled); stop and restart the MariaDB writer (the sink retries).
+    args=(--viewers 500 --churn-seconds 30 --duration 48 --checkpoints 5,18,32 --converge-timeout 25
+          --at "8:$S kill aggregator 0" --at "11:$S start aggregator 0"
+          --at "20:$S kill sink" --at "23:$S start sink"
+          --at "34:$S stop mariadb" --at "38:$S start mariadb")
+    expect+=("len(r['commands']) == 6")
     ;;
 redis_failover)
     # kill -9 a Redis master: its replica is promoted; the aggregator and the
@@ -97,20 +109,16 @@ redis_failover)
           --at "8:$S kill redis 0" --at "26:$S start redis 0")
     expect+=("len(r['commands']) == 2")
     ;;
-mariadb_restart)
-    # Restart the MariaDB writer under load: the counts never depend on it.
-    args=(--viewers 500 --churn-seconds 30 --duration 30 --checkpoints 5,22 --converge-timeout 30
-          --at "8:$S stop mariadb" --at "12:$S start mariadb")
-    expect+=("len(r['commands']) == 2")
-    ;;
 *)
     echo "not ok - unknown case '$CASE'"
     exit 1
     ;;
 esac
 
+# A fresh stack every time: the broker is in memory, so offsets stored in an
+# old database (the sink's) would point into another run's topic.
 "$STACK" down >/dev/null 2>&1 || true # an earlier run that was interrupted
-rm -rf "$VC_STACK_DIR/log"
+rm -rf "$VC_STACK_DIR"
 "$STACK" up
 set -a
 # shellcheck disable=SC1090
@@ -138,6 +146,72 @@ if [[ -s $REPORT ]]; then
 else
     echo "not ok - no report written"
     failed=1
+fi
+# The database after everyone left: one finished session per connection,
+# every current_viewers row back to 0 (bounded wait: buckets close every 10 s).
+if [[ -s $REPORT ]]; then
+    lo=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(r['streams'][0]['stream'])" "$REPORT")
+    hi=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(r['streams'][-1]['stream'])" "$REPORT")
+    db_state() {
+        "$STACK" mysql writer -N -B -e "
+            SELECT 's', stream_id, COUNT(*) FROM user_sessions WHERE stream_id BETWEEN $lo AND $hi GROUP BY stream_id;
+            SELECT 'c', stream_id, viewer_count FROM current_viewers WHERE stream_id BETWEEN $lo AND $hi;
+            SELECT 'r', leave_reason, COUNT(*) FROM user_sessions WHERE stream_id BETWEEN $lo AND $hi GROUP BY leave_reason"
+    }
+    # db_compare MODE: exact (rows == connections) or atmost (a killed
+    # gateway may have lost events it had not produced yet).
+    db_compare() {
+        db_state >"$VC_STACK_DIR/db.txt" 2>"$VC_STACK_DIR/db.err" || return 1
+        python3 - "$REPORT" "$VC_STACK_DIR/db.txt" "$1" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+rows, current, reasons = {}, {}, {}
+for line in open(sys.argv[2]):
+    kind, key, n = line.split()
+    if kind == 's':
+        rows[int(key)] = int(n)
+    elif kind == 'c':
+        current[int(key)] = int(n)
+    else:
+        reasons[key] = int(n)
+bad = []
+for s in r['streams']:
+    # connections_unknown: handshakes that timed out after their request
+    # was sent; the gateway may or may not have established them.
+    want, unk, got = s['connections'], s['connections_unknown'], rows.get(s['stream'], 0)
+    if sys.argv[3] == 'exact':
+        wrong = got < want or got > want + unk
+    else:
+        wrong = got > want + unk or (want > 0 and got == 0)
+    if wrong:
+        bad.append(f"stream {s['stream']}: {got} user_sessions rows, {want} connections (+{unk} unknown)")
+    if current.get(s['stream'], 0) != 0:
+        bad.append(f"stream {s['stream']}: current_viewers.viewer_count {current[s['stream']]}, truth 0")
+    if want > 0 and s['stream'] not in current:
+        bad.append(f"stream {s['stream']}: no current_viewers row")
+print(f"user_sessions: {sum(rows.values())} rows for {sum(s['connections'] for s in r['streams'])} connections; reasons {reasons}")
+for b in bad[:20]:
+    print("  " + b)
+sys.exit(1 if bad else 0)
+PY
+    }
+    mode=exact
+    [[ $CASE == gateway_kill ]] && mode=atmost
+    deadline=$((SECONDS + 45))
+    until out=$(db_compare $mode); do
+        if ((SECONDS >= deadline)); then
+            break
+        fi
+        sleep 2
+    done
+    if db_compare $mode >/dev/null; then
+        echo "ok - database: $out"
+    else
+        echo "not ok - database rows after everyone left ($mode):"
+        printf '%s\n' "$out" | sed 's/^/#   /'
+        cat "$VC_STACK_DIR/db.err" 2>/dev/null | head -5
+        failed=1
+    fi
 fi
 # Sanitizer findings in any service.
 if grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$VC_STACK_DIR"/log/*.log 2>/dev/null; then

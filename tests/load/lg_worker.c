@@ -44,6 +44,7 @@ typedef struct {
 struct lg_sock {
     int fd, state, gw;
     lg_tab *tab;       /* NULL once the controller closed the tab */
+    int64_t stream;    /* the stream it asked for */
     lg_sock *prev, *next;
     int64_t t0_us, deadline_ms;
     int pollout;
@@ -145,7 +146,8 @@ uint32_t lg_worker_src(int index, int k)
     return (127u << 24) | ((uint32_t)(10 + index) << 16) | ((uint32_t)(k / 250) << 8) | (uint32_t)(1 + k % 250);
 }
 
-static void report(worker *w, int type, const lg_tab *t, int gw, int status, int code, int64_t value)
+static void report_raw(worker *w, int type, uint32_t slot, uint32_t gen, int64_t stream, int gw, int status,
+                       int code, int64_t value)
 {
     lg_rep r;
 
@@ -153,14 +155,20 @@ static void report(worker *w, int type, const lg_tab *t, int gw, int status, int
     r.type = (uint8_t)type;
     r.status = (uint8_t)status;
     r.code = (uint16_t)code;
-    r.slot = t->slot;
-    r.gen = t->gen;
+    r.slot = slot;
+    r.gen = gen;
     r.gw = (uint32_t)gw;
     r.value = value;
+    r.stream = stream;
     if (lg_outq_push(&w->rep, &r, sizeof(r))) {
         fprintf(stderr, "vc-loadgen worker %d: report queue over its bound (controller stalled)\n", w->c->index);
         w->quit = 2;
     }
+}
+
+static void report(worker *w, int type, const lg_tab *t, int gw, int status, int code, int64_t value)
+{
+    report_raw(w, type, t->slot, t->gen, t->stream, gw, status, code, value);
 }
 
 static char *mint(const worker *w, int64_t user)
@@ -299,6 +307,7 @@ static void tab_connect(worker *w, lg_tab *t)
     }
     s->gw = t->gw;
     s->tab = t;
+    s->stream = t->stream;
     s->state = S_CONNECTING;
     s->t0_us = now_us();
     s->deadline_ms = s->t0_us / 1000 + c->handshake_timeout_ms;
@@ -358,6 +367,10 @@ static void tab_detach(worker *w, lg_tab *t)
         }
         s->state = S_CLOSING;
         s->deadline_ms = now_ms() + CLOSE_GRACE_MS;
+    } else if (s->state == S_HANDSHAKE) {
+        /* The request is out: the gateway may be counting this viewer
+         * already. Let the handshake finish (then close it) so that every
+         * connection the gateway established is known and accounted for. */
     } else {
         sock_free(w, s);
     }
@@ -493,6 +506,17 @@ static void sock_readable(worker *w, lg_sock *s)
                 s->tab->established = 1;
                 s->tab->fails = 0;
                 report(w, LG_REP_EST, s->tab, s->gw, 0, 0, now_us() - s->t0_us);
+            } else {
+                static const uint8_t bye[] = {0x03, 0xe8, 'b', 'y', 'e'};
+
+                /* Closed by the controller during its handshake. */
+                report_raw(w, LG_REP_EST, LG_SLOT_NONE, 0, s->stream, s->gw, 0, 0, now_us() - s->t0_us);
+                if (sock_queue_frame(w, s, LG_WS_CLOSE, bye, sizeof(bye)) || sock_flush(w, s)) {
+                    sock_free(w, s);
+                    return;
+                }
+                s->state = S_CLOSING;
+                s->deadline_ms = now_ms() + CLOSE_GRACE_MS;
             }
         }
         if (s->state == S_OPEN || s->state == S_CLOSING) {
@@ -584,10 +608,14 @@ static void timers(worker *w, int64_t now)
     for (lg_sock *s = w->socks, *next; s; s = next) {
         next = s->next;
         if (s->state != S_OPEN && s->deadline_ms <= now) {
-            if (s->state == S_CLOSING)
+            if (s->state == S_CLOSING) {
                 sock_free(w, s);
-            else
+            } else {
+                if (s->state == S_HANDSHAKE)
+                    /* The gateway may or may not have established it. */
+                    report_raw(w, LG_REP_UNKNOWN, LG_SLOT_NONE, 0, s->stream, s->gw, 0, 0, 0);
                 sock_fail(w, s, LG_FAIL_TIMEOUT);
+            }
         }
     }
 }

@@ -39,7 +39,13 @@ enum {
     LG_REP_DOWN,     /* an open connection went away; code = close code, 0 = lost; it reconnects */
     LG_REP_FAIL,     /* an attempt failed; code = HTTP status, or LG_FAIL_*; it retries */
     LG_REP_COUNT,    /* a count was pushed; status = LG_ST_*, value = viewers */
+    LG_REP_UNKNOWN,  /* a handshake timed out after its request was sent: the
+                      * gateway may or may not have counted it */
 };
+
+/* The slot of reports about a connection whose tab was closed during its
+ * handshake (it is still accounted for, by stream). */
+#define LG_SLOT_NONE UINT32_MAX
 
 enum {
     LG_FAIL_SOCKET = 1,    /* socket/bind/connect error */
@@ -60,6 +66,7 @@ typedef struct {
     uint32_t gen;
     uint32_t gw;
     int64_t value;
+    int64_t stream;  /* the tab's stream */
 } lg_rep;
 
 /* A byte queue with a hard cap, for the non-blocking pipes. */

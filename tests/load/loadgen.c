@@ -93,6 +93,8 @@ typedef struct {
     int nstreams;
     int64_t *ids;
     int64_t *truth, *truth_peak;
+    int64_t *conns, *sessions; /* per stream: connections established, sessions started */
+    int64_t *unknown;          /* per stream: handshakes that timed out after the request */
     double *truth_changed;
     session *sess;
     size_t nsess;
@@ -536,10 +538,10 @@ static void slot_close(lg *g, uint32_t s)
 static void handle_rep(lg *g, const lg_rep *r)
 {
     slot *sl;
+    int64_t sidx = r->stream - g->o.stream_base;
 
-    if (r->slot >= g->nslots)
-        return;
-    sl = &g->slots[r->slot];
+    if (sidx < 0 || sidx >= g->nstreams)
+        sidx = -1;
     switch (r->type) {
     case LG_REP_EST: {
         int b = 0;
@@ -548,8 +550,16 @@ static void handle_rep(lg *g, const lg_rep *r)
             b++;
         g->hs_hist[b]++;
         g->est++;
+        /* Each established connection is one join, so one finished session
+         * in the database once it ends. */
+        if (sidx >= 0)
+            g->conns[sidx]++;
         break;
     }
+    case LG_REP_UNKNOWN:
+        if (sidx >= 0)
+            g->unknown[sidx]++;
+        return;
     case LG_REP_DOWN:
         g->downs++;
         g->down_codes[r->code < 5000 ? r->code : 4999]++;
@@ -562,6 +572,9 @@ static void handle_rep(lg *g, const lg_rep *r)
         g->pushes++;
         break;
     }
+    if (r->slot >= g->nslots)
+        return;
+    sl = &g->slots[r->slot];
     if (r->gen != sl->gen || !sl->open)
         return;
     switch (r->type) {
@@ -663,6 +676,7 @@ static void session_start(lg *g, size_t i, double now)
     s->refresh_at = inf;
     s->tabs = 1;
     truth_add(g, s->sidx, 1);
+    g->sessions[s->sidx]++;
     g->session_starts++;
     slot_open(g, (uint32_t)(2 * i), s->sidx, s->user);
     if (lg_rng_unit(&g->rng) < o->tabs_fraction) {
@@ -1063,8 +1077,10 @@ static void write_report(lg *g, int leftover, const char *leftover_sample, long 
     json_object_set_new(tot, "handshake_ms_p50", json_real(hs_quantile(g, 0.5)));
     json_object_set_new(tot, "handshake_ms_p99", json_real(hs_quantile(g, 0.99)));
     for (int i = 0; i < g->nstreams; i++)
-        json_array_append_new(streams, json_pack("{s:I, s:I}", "stream", (json_int_t)g->ids[i], "truth_peak",
-                                                 (json_int_t)g->truth_peak[i]));
+        json_array_append_new(streams, json_pack("{s:I, s:I, s:I, s:I, s:I}", "stream", (json_int_t)g->ids[i],
+                                                 "truth_peak", (json_int_t)g->truth_peak[i], "connections",
+                                                 (json_int_t)g->conns[i], "connections_unknown",
+                                                 (json_int_t)g->unknown[i], "sessions", (json_int_t)g->sessions[i]));
     json_object_set_new(r, "result", json_string(ok ? "pass" : "fail"));
     json_object_set_new(r, "config", cfg);
     json_object_set_new(r, "totals", tot);
@@ -1104,11 +1120,14 @@ int main(int argc, char **argv)
     g->truth = calloc((size_t)g->nstreams, sizeof(int64_t));
     g->truth_peak = calloc((size_t)g->nstreams, sizeof(int64_t));
     g->truth_changed = calloc((size_t)g->nstreams, sizeof(double));
+    g->conns = calloc((size_t)g->nstreams, sizeof(int64_t));
+    g->sessions = calloc((size_t)g->nstreams, sizeof(int64_t));
+    g->unknown = calloc((size_t)g->nstreams, sizeof(int64_t));
     g->nsess = (size_t)(o->viewers + o->spike_x);
     g->sess = calloc(g->nsess ? g->nsess : 1, sizeof(session));
     g->nslots = 2 * g->nsess;
     g->slots = calloc(g->nslots ? g->nslots : 1, sizeof(slot));
-    if (!g->ids || !g->truth || !g->truth_peak || !g->truth_changed || !g->sess || !g->slots ||
+    if (!g->ids || !g->truth || !g->truth_peak || !g->truth_changed || !g->conns || !g->sessions || !g->unknown || !g->sess || !g->slots ||
         lg_zipf_init(&g->zipf, (size_t)o->streams, o->zipf)) {
         fprintf(stderr, "vc-loadgen: out of memory\n");
         return 2;
@@ -1245,6 +1264,9 @@ int main(int argc, char **argv)
     free(g->truth);
     free(g->truth_peak);
     free(g->truth_changed);
+    free(g->conns);
+    free(g->sessions);
+    free(g->unknown);
     free(g->sess);
     free(g->slots);
     free(g);
