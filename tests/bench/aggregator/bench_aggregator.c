@@ -25,6 +25,7 @@
 #include <string.h>
 #include <signal.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,9 +52,12 @@ static const char *env(const char *name)
     return v;
 }
 
+static double masters_cpu; /* used_cpu_user + used_cpu_sys over the masters, at the last call */
+
 /* Sum of used_memory over the masters; flush first when flush. */
 static long long masters_memory(const char *nodes, int flush)
 {
+    masters_cpu = 0;
     char buf[1024], *save = NULL;
     long long total = 0;
     snprintf(buf, sizeof(buf), "%s", nodes);
@@ -75,6 +79,11 @@ static long long masters_memory(const char *nodes, int flush)
             const char *u = r && r->str ? strstr(r->str, "used_memory:") : NULL;
             if (u)
                 total += strtoll(u + 12, NULL, 10);
+            freeReplyObject(r);
+            r = redisCommand(c, "INFO cpu");
+            const char *cu = r && r->str ? strstr(r->str, "used_cpu_user:") : NULL;
+            const char *cs = r && r->str ? strstr(r->str, "used_cpu_sys:") : NULL;
+            masters_cpu += (cu ? strtod(cu + 14, NULL) : 0) + (cs ? strtod(cs + 13, NULL) : 0);
             freeReplyObject(r);
         }
         redisFree(c);
@@ -408,6 +417,7 @@ int main(int argc, char **argv)
     printf("produced %lld events in %.1f s\n", produced, now_s() - t0);
 
     long long mem0 = masters_memory(nodes, 1);
+    double cpu0 = masters_cpu;
     double r0 = now_s();
     pid_t pid = fork();
     if (pid == 0) {
@@ -419,9 +429,14 @@ int main(int argc, char **argv)
         _exit(127);
     }
     int status;
-    waitpid(pid, &status, 0);
+    struct rusage ru;
+    wait4(pid, &status, 0, &ru);
     double secs = now_s() - r0;
     long long mem1 = masters_memory(nodes, 0);
+    double agg_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                     (double)ru.ru_stime.tv_usec / 1e6;
+    printf("CPU seconds during the replay: vc-aggregator %.1f, Redis masters %.1f (wall %.1f)\n", agg_cpu,
+           masters_cpu - cpu0, secs);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "rebuild failed\n");
         return 1;
