@@ -295,5 +295,6 @@ void gw_service_destroy(gw_service *s)
         gw_idmap_destroy(s->streams);
     }
     gw_limiter_destroy(s->lim);
+    gw_proto_free_caches(s);
     free(s);
 }

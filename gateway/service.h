@@ -80,6 +80,17 @@ typedef struct gw_session {
     int api_limit;
 } gw_session;
 
+/* A ranking answer kept for a tick, so API polling costs one Redis read per
+ * (category, limit) per tick. */
+#define GW_RANK_CACHE 16
+typedef struct {
+    int64_t category;
+    int limit;
+    int ok;
+    int64_t at_ms;              /* monotonic; 0: empty */
+    char *json;
+} gw_rank_cached;
+
 typedef struct gw_service {
     const gw_config *cfg;
     uv_loop_t loop;
@@ -100,6 +111,7 @@ typedef struct gw_service {
     int64_t drain_deadline_ms;
     int stopped;
     gw_session *http_waiting;   /* API requests waiting for the reader */
+    gw_rank_cached rank_cache[GW_RANK_CACHE];
     uint32_t nviewers;          /* joined viewer sessions */
     uint32_t nsessions;         /* upgraded sessions, joined or being rejected */
 } gw_service;
@@ -119,6 +131,7 @@ void gw_proto_sweep(gw_service *s, int64_t now_mono);
 void gw_proto_shutdown(gw_service *s);
 int gw_proto_send_sync(gw_service *s);
 void gw_proto_post_streams(gw_service *s);
+void gw_proto_free_caches(gw_service *s);
 /* Streams the reader has not answered for since stale_ms: show their last
  * value as stale (the reader may be stuck on an unresponsive Redis). */
 void gw_proto_mark_stalled(gw_service *s, int64_t now_mono, int64_t stale_ms);

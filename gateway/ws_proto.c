@@ -178,6 +178,45 @@ static void http_answer_count(gw_session *pss, int64_t id, const gw_count *c)
     http_respond(pss, pss->wsi, 200, 0, buf, n > 0 ? (size_t)n : 0);
 }
 
+static gw_rank_cached *rank_cache_find(gw_service *s, int64_t category, int limit)
+{
+    for (int i = 0; i < GW_RANK_CACHE; i++)
+        if (s->rank_cache[i].at_ms && s->rank_cache[i].category == category && s->rank_cache[i].limit == limit)
+            return &s->rank_cache[i];
+    return NULL;
+}
+
+/* Keep r's answer (the oldest entry makes room). */
+static void rank_cache_put(gw_service *s, const gw_ranking_result *r)
+{
+    gw_rank_cached *c = rank_cache_find(s, r->category, r->limit);
+    char *json;
+
+    if (r->json == NULL || (json = strdup(r->json)) == NULL)
+        return;
+    if (c == NULL) {
+        c = &s->rank_cache[0];
+        for (int i = 1; i < GW_RANK_CACHE; i++)
+            if (s->rank_cache[i].at_ms < c->at_ms)
+                c = &s->rank_cache[i];
+    }
+    free(c->json);
+    c->category = r->category;
+    c->limit = r->limit;
+    c->ok = r->ok;
+    c->json = json;
+    c->at_ms = gw_mono_ms();
+}
+
+void gw_proto_free_caches(gw_service *s)
+{
+    for (int i = 0; i < GW_RANK_CACHE; i++) {
+        free(s->rank_cache[i].json);
+        s->rank_cache[i].json = NULL;
+        s->rank_cache[i].at_ms = 0;
+    }
+}
+
 static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const char *path)
 {
     char buf[256];
@@ -252,6 +291,14 @@ static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const c
         }
         if (limit > GW_RANKING_LIMIT_MAX)
             limit = GW_RANKING_LIMIT_MAX;
+        {
+            gw_rank_cached *c = rank_cache_find(s, category, (int)limit);
+
+            if (c && gw_mono_ms() - c->at_ms < s->cfg->tick_ms) {
+                http_respond(pss, wsi, c->ok ? 200 : 503, 0, c->json, strlen(c->json));
+                break;
+            }
+        }
         http_wait(s, pss, wsi, 2, category, (int)limit);
         gw_reader_want_ranking(s->reader, category, (int)limit);
         break;
@@ -697,6 +744,7 @@ void gw_proto_take_reader_results(gw_service *s)
         }
     }
     for (size_t i = 0; i < nrank; i++) {
+        rank_cache_put(s, &rank[i]);
         for (gw_session **pp = &s->http_waiting; *pp;) {
             gw_session *h = *pp;
 
