@@ -154,8 +154,9 @@ Test(counts, peak_and_ranking_order_match_the_ground_truth, .timeout = 180)
 Test(counts, a_stream_whose_category_is_known_is_ranked_in_it, .timeout = 180)
 {
     h_setup(&h, "cat");
-    /* ids far from the other tests' rows; INSERT IGNORE: a rerun finds them */
-    cr_assert_eq(h_stack(&h, "mysql -e \""
+    /* master data is the platform's, written as the administrator (the sink's
+     * user may not); ids far from the other tests' rows; INSERT IGNORE: a rerun finds them */
+    cr_assert_eq(h_stack(&h, "mysql admin -D \"$VC_MYSQL_DB\" -e \""
                              "INSERT IGNORE INTO users (user_id, username) VALUES (990001, 'agg-test-broadcaster');"
                              "INSERT IGNORE INTO categories (category_id, name, slug) VALUES (9901, 'Agg test', 'agg-test');"
                              "INSERT IGNORE INTO broadcasters (broadcaster_id, user_id, channel_name) VALUES (990001, 990001, 'agg-test');"

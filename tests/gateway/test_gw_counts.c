@@ -187,8 +187,9 @@ Test(counts, nothing_known_falls_back_to_the_database_row)
                                           (unsigned)atoi(gwh_env("VC_MYSQL_PORT")), NULL, 0),
                        "mysql: %s", mysql_error(db));
     snprintf(q, sizeof(q),
-             "REPLACE INTO current_viewers (stream_id, viewer_count, peak_viewers, started_at, updated_at) "
-             "VALUES (%lld, 321, 654, NOW(3), NOW(3))", (long long)s);
+             "INSERT INTO current_viewers (stream_id, viewer_count, peak_viewers, started_at, updated_at) "
+             "VALUES (%lld, 321, 654, NOW(3), NOW(3)) ON DUPLICATE KEY UPDATE viewer_count = 321, "
+             "peak_viewers = 654, updated_at = NOW(3)", (long long)s);
     cr_assert_eq(mysql_query(db, q), 0, "%s", mysql_error(db));
     del_count(s);
     pause_redis(5000);
