@@ -355,7 +355,7 @@ static vc_codec_rc rd_varint(rd *r, int max_bytes, uint8_t last_max, const char 
 
 static vc_codec_rc rd_long(rd *r, const char *what, int64_t *v)
 {
-    uint64_t u;
+    uint64_t u = 0; /* set by rd_varint on success; -O3 cannot see that */
 
     TRY(rd_varint(r, 10, 0x01, what, &u));
     *v = (int64_t)((u >> 1) ^ (0 - (u & 1)));
@@ -364,7 +364,7 @@ static vc_codec_rc rd_long(rd *r, const char *what, int64_t *v)
 
 static vc_codec_rc rd_int(rd *r, const char *what, int32_t *v)
 {
-    uint64_t u;
+    uint64_t u = 0; /* as in rd_long */
 
     TRY(rd_varint(r, 5, 0x0f, what, &u));
     uint32_t u32 = (uint32_t)u;
@@ -451,7 +451,7 @@ static vc_codec_rc rd_sync(rd *r, vc_event *ev)
 
 static vc_codec_rc rd_event(rd *r, vc_event *ev)
 {
-    int sym, branch;
+    int sym = 0, branch = -1; /* set by rd_enum / rd_branch on success */
     int64_t gid_len;
 
     TRY(rd_enum(r, "type", EVENT_TYPE_COUNT, &sym));
