@@ -16,7 +16,9 @@
 # stream's current_viewers row must come back to 0.
 #
 # Cases: steady, gateway_kill, gateway_term, services (aggregator kill -9,
-#        sink kill -9, MariaDB restart, one after the other), redis_failover
+#        sink kill -9, MariaDB restart, one after the other), redis (master
+#        kill -9, then FLUSHALL on every master and a rebuild), broker (the
+#        partition leader broker 1 down for 30 s)
 set -euo pipefail
 
 BUILD=$(realpath "${1:?usage: e2e.sh BUILD_DIR PORT_BASE CASE}")
@@ -34,9 +36,9 @@ export VC_STACK_DIR=$BUILD/tests/e2e-work/$CASE
 # gateways heartbeat every 2 s and the aggregator (and sink) drop a gateway
 # silent for 8 s of event time (the production defaults are 10 s and 90 s).
 export VC_HEARTBEAT_SECONDS=2 VC_GATEWAY_TIMEOUT_MS=8000
-# The sink closes 10 s buckets and flushes every second, so that the
+# The sink closes 5 s buckets and flushes every second, so that the
 # database's finished sessions can be compared with the loadgen's truth.
-export VC_ROLLUP_SECONDS=10 VC_SINK_FLUSH_INTERVAL_MS=1000
+export VC_ROLLUP_SECONDS=5 VC_SINK_FLUSH_INTERVAL_MS=1000
 # Under ASan/UBSan (the test build) a finding must stop the service, so that
 # it shows in its log.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
@@ -77,8 +79,8 @@ gateway_kill)
     # kill -9 gateway 1: its viewers reconnect to gateway 0 and count once;
     # gateway 1's entries expire (8 s) and the counts equal the truth. Then
     # it comes back and takes new viewers again.
-    args=(--viewers 500 --churn-seconds 60 --duration 40 --checkpoints 5,24 --converge-timeout 30
-          --at "8:$S kill gateway 1" --at "26:$S start gateway 1")
+    args=(--viewers 500 --churn-seconds 60 --duration 32 --checkpoints 5,22 --converge-timeout 30
+          --at "7:$S kill gateway 1" --at "23:$S start gateway 1")
     expect+=("r['totals']['connections_lost'] > 0" "len(r['commands']) == 2")
     ;;
 gateway_term)
@@ -87,8 +89,8 @@ gateway_term)
     # so the counts can only converge in time through the emitted leaves,
     # not through the expiry of the gateway.
     export VC_GATEWAY_TIMEOUT_MS=60000
-    args=(--viewers 500 --churn-seconds 60 --duration 36 --checkpoints 5,22 --converge-timeout 30
-          --at "8:$S stop gateway 1" --at "24:$S start gateway 1")
+    args=(--viewers 500 --churn-seconds 60 --duration 30 --checkpoints 5,18 --converge-timeout 25
+          --at "7:$S stop gateway 1" --at "19:$S start gateway 1")
     expect+=("r['totals']['lost_by_close_code'].get('1001', 0) > 0" "len(r['commands']) == 2")
     ;;
 services)
@@ -96,17 +98,29 @@ services)
     # aggregator and restart it (it resumes from Redis and its offsets);
     # kill -9 the sink and restart it (exactly once: no session row lost or
     # doubled); stop and restart the MariaDB writer (the sink retries).
-    args=(--viewers 500 --churn-seconds 30 --duration 48 --checkpoints 5,18,32 --converge-timeout 25
-          --at "8:$S kill aggregator 0" --at "11:$S start aggregator 0"
-          --at "20:$S kill sink" --at "23:$S start sink"
-          --at "34:$S stop mariadb" --at "38:$S start mariadb")
+    args=(--viewers 500 --churn-seconds 30 --duration 42 --checkpoints 5,16,28 --converge-timeout 25
+          --at "7:$S kill aggregator 0" --at "10:$S start aggregator 0"
+          --at "18:$S kill sink" --at "21:$S start sink"
+          --at "30:$S stop mariadb" --at "33:$S start mariadb")
     expect+=("len(r['commands']) == 6")
     ;;
-redis_failover)
+redis)
     # kill -9 a Redis master: its replica is promoted; the aggregator and the
-    # gateways follow the new slot map and the counts are exact again.
-    args=(--viewers 500 --churn-seconds 30 --duration 34 --checkpoints 5,24 --converge-timeout 30
-          --at "8:$S kill redis 0" --at "26:$S start redis 0")
+    # gateways follow the new slot map and the counts are exact again. Then
+    # the node comes back (as a replica) and every master is flushed: the
+    # operator's rebuild (vc-aggregator rebuild, from checkpoints and the log)
+    # restores the exact counts.
+    args=(--viewers 500 --churn-seconds 30 --duration 40 --checkpoints 5,18,34 --converge-timeout 30
+          --at "7:$S kill redis 0" --at "19:$S start redis 0"
+          --at "24:$REPO/tests/e2e/fault.sh flushall_rebuild")
+    expect+=("len(r['commands']) == 3")
+    ;;
+broker)
+    # The broker leading some of the events partitions is down for 30 s: the
+    # gateways hold the events of those partitions, viewers keep watching,
+    # and after it comes back every count is exact.
+    args=(--viewers 500 --churn-seconds 60 --duration 46 --checkpoints 5,42 --converge-timeout 30
+          --at "6:$S broker down 1" --at "36:$S broker up 1")
     expect+=("len(r['commands']) == 2")
     ;;
 *)
@@ -148,7 +162,7 @@ else
     failed=1
 fi
 # The database after everyone left: one finished session per connection,
-# every current_viewers row back to 0 (bounded wait: buckets close every 10 s).
+# every current_viewers row back to 0 (bounded wait: buckets close every 5 s).
 if [[ -s $REPORT ]]; then
     lo=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(r['streams'][0]['stream'])" "$REPORT")
     hi=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(r['streams'][-1]['stream'])" "$REPORT")
