@@ -24,6 +24,8 @@ typedef struct {
 static const opt opts[] = {
     {"port", "VC_GATEWAY_PORT", OPT_INT, F(port), "8080", 1, 65535,
      "TCP port for HTTP and WebSocket (/ws)"},
+    {"reuse-port", "VC_GATEWAY_REUSE_PORT", OPT_BOOL, F(reuse_port), "0", 0, 1,
+     "share the port with other gateway processes (SO_REUSEPORT; the kernel spreads connections)"},
     {"gateway-id", "VC_GATEWAY_ID", OPT_STR, F(gateway_id), "gw-0", 0, 0,
      "this gateway's id in events (at most 64 bytes)"},
     {"kafka-brokers", "VC_KAFKA_BROKERS", OPT_STR, F(kafka_brokers), "127.0.0.1:9092", 0, 0,

@@ -9,6 +9,7 @@
 
 typedef struct {
     int port;
+    int reuse_port;               /* SO_REUSEPORT: processes share the port */
     char *gateway_id;
     char *kafka_brokers;
     char *events_topic;

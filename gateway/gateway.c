@@ -3,7 +3,13 @@
  * producer, the reader thread, and the drain on SIGTERM (see gateway.h). */
 #include "gateway.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +20,8 @@
 #define POLL_MS 20
 #define SWEEP_MS 1000
 #define LIMITER_MAX_IPS 1000000
+#define ACCEPT_BATCH 256        /* connections accepted per wake-up */
+#define ACCEPT_PAUSE_MS 100     /* after EMFILE: let connections close first */
 
 int64_t gw_now_ms(void)
 {
@@ -129,6 +137,81 @@ static void on_drain(uv_timer_t *t)
     }
 }
 
+/* The listening socket is ours, not lws's: SO_REUSEPORT when asked, a
+ * batch of accepts per wake-up, and closing it stops accepting at once. */
+static int listen_open(const gw_config *cfg, char *errstr, size_t errstr_size)
+{
+    struct sockaddr_in a;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1;
+
+    if (fd < 0) {
+        snprintf(errstr, errstr_size, "socket: %s", strerror(errno));
+        return -1;
+    }
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)cfg->port);
+    a.sin_addr.s_addr = htonl(INADDR_ANY);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if ((cfg->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+        bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4096) != 0) {
+        snprintf(errstr, errstr_size, "cannot listen on port %d: %s", cfg->port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void on_accept_resume(uv_timer_t *t)
+{
+    gw_service *s = t->data;
+
+    if (s->listen_fd >= 0 && !uv_is_closing((uv_handle_t *)&s->listen_poll))
+        uv_poll_start(&s->listen_poll, UV_READABLE, on_readable);
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    gw_service *s = h->data;
+
+    (void)status;
+    (void)events;
+    for (int i = 0; i < ACCEPT_BATCH && !uv_is_closing((uv_handle_t *)&s->listen_poll); i++) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                s->m.accept_errors++;
+                uv_poll_stop(&s->listen_poll);
+                uv_timer_start(&s->t_accept, on_accept_resume, ACCEPT_PAUSE_MS, 0);
+            }
+            return;
+        }
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (lws_adopt_socket_vhost(s->vh, fd) == NULL) /* lws closed fd */
+            s->m.accept_errors++;
+    }
+}
+
+static void on_listen_closed(uv_handle_t *h)
+{
+    gw_service *s = h->data;
+
+    close(s->listen_fd);
+    s->listen_fd = -1;
+}
+
+/* Stop accepting: the fd is closed once libuv has let go of it. */
+static void listen_stop(gw_service *s)
+{
+    if (s->listen_fd < 0 || uv_is_closing((uv_handle_t *)&s->listen_poll))
+        return;
+    uv_timer_stop(&s->t_accept);
+    uv_close((uv_handle_t *)&s->listen_poll, on_listen_closed);
+}
+
 static void on_signal(uv_signal_t *sig, int signum)
 {
     gw_service *s = sig->data;
@@ -137,6 +220,7 @@ static void on_signal(uv_signal_t *sig, int signum)
         return;
     fprintf(stderr, "vc-gateway: signal %d: draining %u viewers\n", signum, s->nviewers);
     s->shutting_down = 1;
+    listen_stop(s); /* new connections are refused: clients go to another gateway */
     s->drain_deadline_ms = gw_mono_ms() + (int64_t)s->cfg->shutdown_seconds * 1000;
     gw_proto_shutdown(s);
     uv_timer_start(&s->t_drain, on_drain, 20, 20);
@@ -148,13 +232,14 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
     struct lws_context_creation_info info;
     gw_reader_conf rc;
     void *loops[1];
-    uv_timer_t *timers[6];
+    uv_timer_t *timers[7];
 
     if (s == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
     s->cfg = cfg;
+    s->listen_fd = -1;
     s->epoch_ms = gw_now_ms();
     if (uv_loop_init(&s->loop) != 0) {
         snprintf(errstr, errstr_size, "uv_loop_init failed");
@@ -175,7 +260,7 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
     lws_set_log_level(cfg->log_level, NULL);
     memset(&info, 0, sizeof(info));
     loops[0] = &s->loop;
-    info.port = cfg->port;
+    info.port = CONTEXT_PORT_NO_LISTEN_SERVER; /* we listen (listen_open) and lws adopts */
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
                    LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE |
@@ -202,9 +287,12 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
     }
     s->vh = lws_create_vhost(s->ctx, &info);
     if (s->vh == NULL) {
-        snprintf(errstr, errstr_size, "cannot listen on port %d", cfg->port);
+        snprintf(errstr, errstr_size, "libwebsockets vhost creation failed");
         goto fail;
     }
+    s->listen_fd = listen_open(cfg, errstr, errstr_size);
+    if (s->listen_fd < 0)
+        goto fail;
 
     memset(&rc, 0, sizeof(rc));
     rc.redis_nodes = cfg->redis_nodes;
@@ -227,14 +315,18 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
     timers[3] = &s->t_sync;
     timers[4] = &s->t_sweep;
     timers[5] = &s->t_drain;
-    for (int i = 0; i < 6; i++) {
+    timers[6] = &s->t_accept;
+    for (int i = 0; i < 7; i++) {
         uv_timer_init(&s->loop, timers[i]);
         timers[i]->data = s;
     }
     uv_signal_init(&s->loop, &s->sig_term);
     uv_signal_init(&s->loop, &s->sig_int);
     s->sig_term.data = s->sig_int.data = s;
+    uv_poll_init(&s->loop, &s->listen_poll, s->listen_fd);
+    s->listen_poll.data = s;
     s->handles_open = 1;
+    uv_poll_start(&s->listen_poll, UV_READABLE, on_readable);
     uv_timer_start(&s->t_poll, on_poll, POLL_MS, POLL_MS);
     uv_timer_start(&s->t_tick, on_tick, (uint64_t)cfg->tick_ms, (uint64_t)cfg->tick_ms);
     uv_timer_start(&s->t_heartbeat, on_heartbeat, 1000, (uint64_t)cfg->heartbeat_seconds * 1000);
@@ -266,13 +358,17 @@ void gw_service_destroy(gw_service *s)
 {
     if (s == NULL)
         return;
+    if (s->handles_open)
+        listen_stop(s); /* closes the fd in the loop runs below */
+    else if (s->listen_fd >= 0)
+        close(s->listen_fd);
     /* The reader calls lws_cancel_service(): stop it before the context goes. */
     gw_reader_destroy(s->reader);
     s->reader = NULL;
     if (s->handles_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&s->t_poll, (uv_handle_t *)&s->t_tick,     (uv_handle_t *)&s->t_heartbeat,
                              (uv_handle_t *)&s->t_sync, (uv_handle_t *)&s->t_sweep,    (uv_handle_t *)&s->t_drain,
-                             (uv_handle_t *)&s->sig_term, (uv_handle_t *)&s->sig_int};
+                             (uv_handle_t *)&s->sig_term, (uv_handle_t *)&s->sig_int, (uv_handle_t *)&s->t_accept};
 
         for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++)
             uv_close(hs[i], on_handle_closed);

@@ -94,6 +94,8 @@ int gw_metrics_format(char *buf, size_t size, const gw_metrics *m, const gw_prod
         m->fanout_ms_last / 1000.0);
     out(&o, "# TYPE vc_gateway_pongs_total counter\nvc_gateway_pongs_total %lld\n", (long long)m->pongs);
     out(&o, "# TYPE vc_gateway_pings_sent_total counter\nvc_gateway_pings_sent_total %lld\n", (long long)m->pings_sent);
+    out(&o, "# TYPE vc_gateway_accept_errors_total counter\nvc_gateway_accept_errors_total %lld\n",
+        (long long)m->accept_errors);
     out(&o, "# TYPE vc_gateway_http_requests_total counter\nvc_gateway_http_requests_total %lld\n",
         (long long)m->http_requests);
     out(&o, "# TYPE vc_gateway_heartbeats_total counter\nvc_gateway_heartbeats_total %lld\n", (long long)m->heartbeats);

@@ -42,6 +42,7 @@ typedef struct {
     int64_t badframes[GW_BADFRAME__COUNT];
     int64_t pushes_sent, pushes_superseded, pongs, pings_sent;
     int64_t http_requests;
+    int64_t accept_errors;      /* accept() or lws adoption failed (e.g. out of descriptors) */
     int64_t heartbeats, syncs, sync_chunks;
     int64_t streams;
     int64_t fanouts;            /* count changes written to every viewer of the stream */

@@ -106,6 +106,9 @@ typedef struct gw_service {
     int64_t snapshot_id;
     uv_timer_t t_poll, t_tick, t_heartbeat, t_sync, t_sweep, t_drain;
     uv_signal_t sig_term, sig_int;
+    uv_poll_t listen_poll;      /* our own listening socket; lws adopts what it accepts */
+    uv_timer_t t_accept;        /* accept paused after EMFILE */
+    int listen_fd;
     int handles_open;
     int shutting_down;
     int64_t drain_deadline_ms;

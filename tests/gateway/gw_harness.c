@@ -166,6 +166,11 @@ int gwh_http_get(int port, const char *path, char *body, size_t body_size)
 
 void gwh_gateway_start(gwh_gateway *g, const char *const *extra_env)
 {
+    gwh_gateway_start_on(g, 0, extra_env);
+}
+
+void gwh_gateway_start_on(gwh_gateway *g, int port_wanted, const char *const *extra_env)
+{
     static int seq;
     char port[32], id[96];
     int64_t deadline;
@@ -173,7 +178,7 @@ void gwh_gateway_start(gwh_gateway *g, const char *const *extra_env)
     gwh_env("VC_KAFKA_BROKERS");
     gwh_env("VC_REDIS_NODES");
     memset(g, 0, sizeof(*g));
-    g->port = free_port();
+    g->port = port_wanted ? port_wanted : free_port();
     snprintf(g->id, sizeof(g->id), "gwt-%d-%d-%lld", (int)getpid(), ++seq, (long long)(gwh_now_ms() % 100000));
     snprintf(g->log, sizeof(g->log), "%s/%s.log", GWH_LOG_DIR, g->id);
     snprintf(port, sizeof(port), "VC_GATEWAY_PORT=%d", g->port);

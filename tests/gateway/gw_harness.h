@@ -25,6 +25,8 @@ typedef struct {
  * "KEY=VALUE" entries (NULL-terminated, may be NULL); waits for /healthz.
  * The gateway id is unique per call. Fails the test on error. */
 void gwh_gateway_start(gwh_gateway *g, const char *const *extra_env);
+/* The same on a given port (port 0: a free one). */
+void gwh_gateway_start_on(gwh_gateway *g, int port, const char *const *extra_env);
 /* Send sig and wait up to timeout_ms for the exit. Returns the wait status,
  * or -1 when it did not exit (it is then killed). */
 int gwh_gateway_stop(gwh_gateway *g, int sig, int timeout_ms);

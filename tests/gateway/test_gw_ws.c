@@ -580,3 +580,38 @@ Test(gateway, kafka_outage_is_visible_and_repaired_by_a_sync)
     cr_assert_geq(gwh_metric(gw.port, "vc_gateway_kafka_outages_total"), 1);
     close(fd);
 }
+
+Test(gateway, two_processes_share_a_port_and_a_draining_one_stops_accepting)
+{
+    const char *env[] = {"VC_GATEWAY_REUSE_PORT=1", NULL};
+    gwh_gateway other;
+    char tok[1024], target[2048];
+    int fds[20], st, a, b;
+
+    start(env);
+    gwh_gateway_start_on(&other, gw.port, env);
+    gwh_token(12, 300, tok, sizeof(tok));
+    snprintf(target, sizeof(target), "/ws?stream=%lld&token=%s", (long long)unique_stream(), tok);
+    for (int i = 0; i < 20; i++) {
+        fds[i] = gwh_ws_connect(gw.port, target, NULL, &st);
+        cr_assert_eq(st, 101);
+    }
+    a = gwh_events_wait(events, gw.id, VC_EV_JOIN, VC_LEAVE_NONE, 20, 3000);
+    b = gwh_events_wait(events, other.id, VC_EV_JOIN, VC_LEAVE_NONE, 20 - a, WAIT_MS);
+    cr_assert_eq(a + b, 20, "every connection joined on one of the two");
+    cr_assert_gt(a, 0, "the kernel spread connections over both processes");
+    cr_assert_gt(b, 0, "the kernel spread connections over both processes");
+    /* Draining: the first closes its listening socket, the port keeps working. */
+    kill(gw.pid, SIGTERM);
+    cr_assert_eq(gwh_events_wait(events, gw.id, VC_EV_LEAVE, VC_LEAVE_GATEWAY_SHUTDOWN, a, WAIT_MS), a);
+    for (int i = 0; i < 5; i++) {
+        int fd = gwh_ws_connect(gw.port, target, NULL, &st);
+
+        cr_assert_eq(st, 101, "new viewers reach the other process");
+        close(fd);
+    }
+    cr_assert_eq(gwh_events_wait(events, other.id, VC_EV_JOIN, VC_LEAVE_NONE, b + 5, WAIT_MS), b + 5);
+    for (int i = 0; i < 20; i++)
+        close(fds[i]);
+    gwh_gateway_stop(&other, SIGTERM, 10000);
+}
