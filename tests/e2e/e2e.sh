@@ -118,7 +118,11 @@ redis)
 broker)
     # The broker leading some of the events partitions is down for 30 s: the
     # gateways hold the events of those partitions, viewers keep watching,
-    # and after it comes back every count is exact.
+    # and after it comes back every count is exact. The liveness timeout is
+    # the production one (90 s) here: after the outage the gateways' backlogs
+    # reach a partition one after the other, and with a timeout shorter than
+    # the outage the first backlog's clock expires the other gateway.
+    export VC_GATEWAY_TIMEOUT_MS=90000
     args=(--viewers 500 --churn-seconds 60 --duration 46 --checkpoints 5,42 --converge-timeout 30
           --at "6:$S broker down 1" --at "36:$S broker up 1")
     expect+=("len(r['commands']) == 2")
@@ -128,6 +132,8 @@ broker)
     exit 1
     ;;
 esac
+# To reproduce a finding with another liveness timeout.
+if [[ -n ${VC_E2E_GATEWAY_TIMEOUT_MS:-} ]]; then export VC_GATEWAY_TIMEOUT_MS=$VC_E2E_GATEWAY_TIMEOUT_MS; fi
 
 # A fresh stack every time: the broker is in memory, so offsets stored in an
 # old database (the sink's) would point into another run's topic.
