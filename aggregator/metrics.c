@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 static const double latency_le_ms[AGG_LATENCY_BUCKETS] = {1,   2,   5,    10,   20,   50,
@@ -32,6 +33,18 @@ void agg_metrics_batch(agg_metrics *m, int64_t latency_us)
     atomic_fetch_add(&m->latency_sum_us, (uint64_t)(latency_us > 0 ? latency_us : 0));
     atomic_fetch_add(&m->latency_count, 1);
     atomic_fetch_add(&m->batches, 1);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void agg_metrics_exec(agg_metrics *m, int start)
+{
+    atomic_store(&m->exec_since_ms, start ? mono_ms() : 0);
 }
 
 typedef struct {
@@ -144,7 +157,8 @@ static void http_serve_one(agg_http *h, int fd)
     if (strncmp(req, "GET /metrics", 12) == 0) {
         body_len = agg_metrics_render(h->m, body, cap);
     } else if (strncmp(req, "GET /healthz", 12) == 0) {
-        int up = atomic_load(&h->m->redis_up);
+        int64_t since = atomic_load(&h->m->exec_since_ms);
+        int up = atomic_load(&h->m->redis_up) && (since == 0 || mono_ms() - since <= AGG_HEALTH_STUCK_MS);
         status = up ? "200 OK" : "503 Service Unavailable";
         type = "text/plain";
         body_len = (size_t)snprintf(body, cap, "%s\n", up ? "ok" : "redis unavailable");

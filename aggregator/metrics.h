@@ -25,6 +25,7 @@ typedef struct {
     atomic_uint_fast64_t checkpoints;
     atomic_int_fast64_t rebuild_remaining; /* events still to replay in a rebuild */
     atomic_int redis_up;
+    atomic_int_fast64_t exec_since_ms;    /* monotonic start of the Redis call in flight, 0: none */
     atomic_int assigned[AGG_MAX_PARTITIONS];
     atomic_int_fast64_t lag[AGG_MAX_PARTITIONS];
     atomic_uint_fast64_t latency_bucket[AGG_LATENCY_BUCKETS]; /* cumulative at render */
@@ -34,6 +35,10 @@ typedef struct {
 void agg_metrics_init(agg_metrics *m);
 /* Record one batch's latency (poll to applied). */
 void agg_metrics_batch(agg_metrics *m, int64_t latency_us);
+/* Mark a Redis call in flight (start) or done (!start): /healthz reports a
+ * call stuck for more than AGG_HEALTH_STUCK_MS as Redis unavailable. */
+#define AGG_HEALTH_STUCK_MS 5000
+void agg_metrics_exec(agg_metrics *m, int start);
 /* Render the Prometheus text into buf; returns its length (truncated at size). */
 size_t agg_metrics_render(agg_metrics *m, char *buf, size_t size);
 

@@ -112,7 +112,10 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
                                     AGG_META_LIVENESS, AGG_META_SYNC) < 0)
                 return -1;
         }
-        if (vc_redis_batch_exec(svc->batch, err, sizeof(err)) == 0) {
+        agg_metrics_exec(svc->m, 1);
+        int xrc = vc_redis_batch_exec(svc->batch, err, sizeof(err));
+        agg_metrics_exec(svc->m, 0);
+        if (xrc == 0) {
             int ok = 1;
             for (int i = 0; i < n && ok; i++) {
                 const redisReply *r = vc_redis_batch_reply(svc->batch, i);
@@ -398,7 +401,10 @@ static int apply_parts(agg_service *svc, int idle_check)
     }
     if (n == 0)
         return 0;
-    if (vc_redis_batch_exec(svc->batch, err, sizeof(err)) < 0) {
+    agg_metrics_exec(svc->m, 1);
+    int xrc = vc_redis_batch_exec(svc->batch, err, sizeof(err));
+    agg_metrics_exec(svc->m, 0);
+    if (xrc < 0) {
         LOG(svc, "redis: %s", err);
         atomic_fetch_add(&svc->m->redis_errors, 1);
         return -1;
@@ -579,9 +585,10 @@ static rd_kafka_t *kafka_new(agg_service *svc, rd_kafka_type_t type, const char 
         {"fetch.wait.max.ms", "10"},
         {"session.timeout.ms", "10000"},
         {"heartbeat.interval.ms", "1000"},
-        /* also the rebalance timeout: a join waits at most this long for
-         * members that died; the loop polls even while Redis is down */
-        {"max.poll.interval.ms", "30000"},
+        /* above the longest Redis call (the client retries a dead node for
+         * tens of seconds), so an outage does not cost the group membership;
+         * also the rebalance timeout (dead members leave by session.timeout) */
+        {"max.poll.interval.ms", "120000"},
         {"partition.assignment.strategy", "range,roundrobin"},
         {NULL, NULL},
     };

@@ -652,3 +652,30 @@ int h_master_of(h_ctx *h, const char *key)
     }
     return -1;
 }
+
+int h_pause_masters(h_ctx *h, int ms)
+{
+    int base = (int)strtol(need_env("VC_PORT_BASE"), NULL, 10), paused = 0;
+    (void)h;
+    for (int i = 0; i < 6; i++) {
+        struct timeval tv = {2, 0};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", base + i, tv);
+        if (c == NULL || c->err) {
+            if (c)
+                redisFree(c);
+            continue;
+        }
+        redisReply *r = redisCommand(c, "ROLE");
+        int master = r && r->type == REDIS_REPLY_ARRAY && strcmp(r->element[0]->str, "master") == 0;
+        if (r)
+            freeReplyObject(r);
+        if (master) {
+            r = redisCommand(c, "CLIENT PAUSE %d ALL", ms);
+            paused += r && r->type == REDIS_REPLY_STATUS;
+            if (r)
+                freeReplyObject(r);
+        }
+        redisFree(c);
+    }
+    return paused;
+}

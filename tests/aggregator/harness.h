@@ -90,3 +90,5 @@ int h_http_port(int i);
 int h_wait_assigned(int port, int seconds);
 /* Index (0..5, port VC_PORT_BASE + i) of the master serving key, or -1. */
 int h_master_of(h_ctx *h, const char *key);
+/* CLIENT PAUSE ms ALL on every master: Redis unavailable to clients for ms. Returns the masters paused. */
+int h_pause_masters(h_ctx *h, int ms);

@@ -495,3 +495,38 @@ Test(faults, a_garbage_message_lands_in_the_dead_letter_topic, .timeout = 300)
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     h_teardown(&h);
 }
+
+Test(faults, a_redis_outage_pauses_consumption_and_it_resumes_after, .timeout = 600)
+{
+    h_ctx h;
+    h_setup(&h, "outage");
+    workload *w = workload_new(2024);
+    char port_env[64];
+    int port = h_http_port(0);
+    snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
+    const char *env[] = {port_env, NULL};
+    pid_t agg = h_agg_start(&h, env);
+    cr_assert(h_wait_assigned(port, 60));
+    work(&h, w, 1000);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    /* longer than the Redis client's own retries (16 rounds), so the aggregator sees it */
+    cr_assert_eq(h_pause_masters(&h, 60000), 3, "could not pause the three masters");
+    int64_t paused_at = time(NULL);
+    work(&h, w, 1000);
+    h_sync(&h);
+    /* while Redis does not answer: no offset moves, and /healthz says so */
+    int unhealthy = 0;
+    while (time(NULL) - paused_at < 58) {
+        char *hz = h_http_get(port, "/healthz");
+        unhealthy |= hz == NULL;
+        free(hz);
+        sleep_ms(500);
+    }
+    cr_expect(unhealthy, "/healthz never reported the outage");
+    cr_assert(h_wait_applied(&h, 120), "consumption did not resume after the outage");
+    expect_truth(&h, w);
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    free(w);
+    h_teardown(&h);
+}
