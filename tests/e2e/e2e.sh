@@ -98,10 +98,10 @@ services)
     # aggregator and restart it (it resumes from Redis and its offsets);
     # kill -9 the sink and restart it (exactly once: no session row lost or
     # doubled); stop and restart the MariaDB writer (the sink retries).
-    args=(--viewers 500 --churn-seconds 30 --duration 42 --checkpoints 5,16,28 --converge-timeout 25
-          --at "7:$S kill aggregator 0" --at "10:$S start aggregator 0"
-          --at "18:$S kill sink" --at "21:$S start sink"
-          --at "30:$S stop mariadb" --at "33:$S start mariadb")
+    args=(--viewers 500 --churn-seconds 30 --duration 36 --checkpoints 5,14,24 --converge-timeout 25
+          --at "6:$S kill aggregator 0" --at "8:$S start aggregator 0"
+          --at "16:$S kill sink" --at "18:$S start sink"
+          --at "26:$S stop mariadb" --at "29:$S start mariadb")
     expect+=("len(r['commands']) == 6")
     ;;
 redis)
@@ -110,9 +110,9 @@ redis)
     # the node comes back (as a replica) and every master is flushed: the
     # operator's rebuild (vc-aggregator rebuild, from checkpoints and the log)
     # restores the exact counts.
-    args=(--viewers 500 --churn-seconds 30 --duration 40 --checkpoints 5,18,34 --converge-timeout 30
-          --at "7:$S kill redis 0" --at "19:$S start redis 0"
-          --at "24:$REPO/tests/e2e/fault.sh flushall_rebuild")
+    args=(--viewers 500 --churn-seconds 30 --duration 34 --checkpoints 5,15,30 --converge-timeout 30
+          --at "6:$S kill redis 0" --at "16:$S start redis 0"
+          --at "20:$REPO/tests/e2e/fault.sh flushall_rebuild")
     expect+=("len(r['commands']) == 3")
     ;;
 broker)
@@ -217,6 +217,7 @@ PY
     }
     mode=exact
     [[ $CASE == gateway_kill ]] && mode=atmost
+    t0=$SECONDS
     deadline=$((SECONDS + 45))
     until out=$(db_compare $mode); do
         if ((SECONDS >= deadline)); then
@@ -225,7 +226,7 @@ PY
         sleep 2
     done
     if db_compare $mode >/dev/null; then
-        echo "ok - database: $out"
+        echo "ok - database after $((SECONDS - t0))s: $out"
     else
         echo "not ok - database rows after everyone left ($mode):"
         printf '%s\n' "$out" | sed 's/^/#   /'

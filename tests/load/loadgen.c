@@ -747,10 +747,9 @@ static void at_run(lg *g, double now)
         fflush(NULL);
         g->at_pid[i] = fork();
         if (g->at_pid[i] == 0) {
-            for (int j = 0; j < g->nw; j++) {
-                close(g->w[j].cmd_fd);
-                close(g->w[j].rep_fd);
-            }
+            /* Nothing of ours (pipes, the Redis connection) must live on in
+             * what the command starts (a service restarted by `stack start`). */
+            close_range(3, ~0u, 0);
             execl("/bin/sh", "sh", "-c", g->o.at_cmd[i], (char *)NULL);
             _exit(127);
         }
