@@ -146,3 +146,71 @@ Test(token, garbage_and_no_secret)
     cr_expect_eq(gw_token_verify("a.b.c", NULL, 0, NOW, &user), GW_TOKEN_NOKEY);
     cr_expect_str_eq(gw_token_strerror(GW_TOKEN_EXPIRED), "expired");
 }
+
+/* HS256 tokens are checked without libjwt: the same answers as libjwt's. */
+Test(token, hs256_with_a_key_longer_than_a_block)
+{
+    static const unsigned char longkey[] = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef-and-more";
+    char *t = make(JWT_ALG_HS256, longkey, (int)sizeof(longkey) - 1, "7", NOW + 60, 0);
+    int64_t user = 0;
+
+    cr_assert_eq(gw_token_verify(t, longkey, sizeof(longkey) - 1, NOW, &user), GW_TOKEN_OK);
+    cr_assert_eq(user, 7);
+    cr_assert_eq(gw_token_verify(t, longkey, sizeof(longkey) - 2, NOW, &user), GW_TOKEN_MALFORMED);
+    free(t);
+}
+
+Test(token, hs256_signature_must_match_exactly)
+{
+    char *t = make(JWT_ALG_HS256, secret, SLEN, "42", NOW + 60, 0);
+    size_t n = strlen(t);
+    char *padded = malloc(n + 2), *cut = strdup(t);
+    int64_t user = 0;
+
+    /* Flipped last character, a padding '=', a missing character. */
+    t[n - 1] = t[n - 1] == 'A' ? 'B' : 'A';
+    cr_expect_eq(gw_token_verify(t, secret, SLEN, NOW, &user), GW_TOKEN_MALFORMED);
+    t[n - 1] = cut[n - 1];
+    memcpy(padded, t, n);
+    padded[n] = '=';
+    padded[n + 1] = '\0';
+    cr_expect_eq(gw_token_verify(padded, secret, SLEN, NOW, &user), GW_TOKEN_MALFORMED);
+    cut[n - 1] = '\0';
+    cr_expect_eq(gw_token_verify(cut, secret, SLEN, NOW, &user), GW_TOKEN_MALFORMED);
+    /* A changed payload under the original signature. */
+    {
+        char *d = strchr(t, '.') + 1;
+
+        d[2] = d[2] == 'A' ? 'B' : 'A';
+        cr_expect_eq(gw_token_verify(t, secret, SLEN, NOW, &user), GW_TOKEN_MALFORMED);
+    }
+    free(t);
+    free(padded);
+    free(cut);
+}
+
+Test(token, hs256_numeric_sub_and_claim_types)
+{
+    jwt_t *jwt = NULL;
+    char *t;
+    int64_t user = 0;
+
+    cr_assert_eq(jwt_new(&jwt), 0);
+    jwt_add_grant_int(jwt, "sub", 99);
+    jwt_add_grant_int(jwt, "exp", NOW + 60);
+    cr_assert_eq(jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int)SLEN), 0);
+    t = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    cr_assert_eq(gw_token_verify(t, secret, SLEN, NOW, &user), GW_TOKEN_OK);
+    cr_assert_eq(user, 99);
+    free(t);
+    /* exp as a string is not a number: no exp (as libjwt says). */
+    cr_assert_eq(jwt_new(&jwt), 0);
+    jwt_add_grant(jwt, "sub", "5");
+    jwt_add_grant(jwt, "exp", "4102444800");
+    cr_assert_eq(jwt_set_alg(jwt, JWT_ALG_HS256, secret, (int)SLEN), 0);
+    t = jwt_encode_str(jwt);
+    jwt_free(jwt);
+    cr_assert_eq(gw_token_verify(t, secret, SLEN, NOW, &user), GW_TOKEN_NO_EXP);
+    free(t);
+}
