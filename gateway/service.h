@@ -117,6 +117,11 @@ typedef struct gw_service {
     gw_rank_cached rank_cache[GW_RANK_CACHE];
     uint32_t nviewers;          /* joined viewer sessions */
     uint32_t nsessions;         /* upgraded sessions, joined or being rejected */
+    /* The peer address confirm_upgrade looked up, reused by the
+     * filter_connection that lws calls next for the same wsi (one
+     * getpeername() per handshake instead of two). */
+    struct lws *peer_wsi;
+    char peer_ip[46];
 } gw_service;
 
 int64_t gw_now_ms(void);        /* wall clock */
