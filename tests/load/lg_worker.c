@@ -45,6 +45,7 @@ struct lg_sock {
     int fd, state, gw;
     lg_tab *tab;       /* NULL once the controller closed the tab */
     int64_t stream;    /* the stream it asked for */
+    int dead;          /* closed; freed after the current epoll batch */
     lg_sock *prev, *next;
     int64_t t0_us, deadline_ms;
     int pollout;
@@ -61,6 +62,7 @@ typedef struct {
     uint32_t ntabs;
     lg_sock *socks;
     size_t nsocks;
+    lg_sock *graveyard; /* closed socks, freed after the epoll batch (linked by next) */
     lg_rng rng;
     uint32_t src_rr;
     lg_outq rep;
@@ -198,12 +200,17 @@ static void sock_events(worker *w, lg_sock *s, int pollout)
     epoll_ctl(w->ep, EPOLL_CTL_MOD, s->fd, &ev);
 }
 
+/* Close s at once; its memory is freed after the current epoll batch, whose
+ * later events may still point at it (a command or a timer can close any
+ * connection). */
 static void sock_free(worker *w, lg_sock *s)
 {
     if (s->tab && s->tab->s == s)
         s->tab->s = NULL;
+    s->tab = NULL;
     epoll_ctl(w->ep, EPOLL_CTL_DEL, s->fd, NULL);
     close(s->fd);
+    s->fd = -1;
     if (s->prev)
         s->prev->next = s->next;
     else
@@ -211,7 +218,20 @@ static void sock_free(worker *w, lg_sock *s)
     if (s->next)
         s->next->prev = s->prev;
     w->nsocks--;
-    free(s);
+    s->dead = 1;
+    s->prev = NULL;
+    s->next = w->graveyard;
+    w->graveyard = s;
+}
+
+static void bury(worker *w)
+{
+    while (w->graveyard) {
+        lg_sock *s = w->graveyard;
+
+        w->graveyard = s->next;
+        free(s);
+    }
 }
 
 static void schedule_retry(worker *w, lg_tab *t, int from_gw)
@@ -663,12 +683,8 @@ int lg_worker_run(const lg_worker_conf *c)
                     w.quit = 1;
                 continue;
             }
-            if (s == (lg_sock *)&w.rep) {
+            if (s == (lg_sock *)&w.rep || s->dead)
                 continue;
-            }
-            /* A sock freed earlier in this batch cannot appear: frees only
-             * happen to the sock being handled, and epoll reports each fd
-             * once per wait. */
             if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
                 if (s->state == S_CONNECTING || s->outlen > s->outoff || (evs[i].events & EPOLLOUT)) {
                     sock_writable(&w, s);
@@ -683,6 +699,7 @@ int lg_worker_run(const lg_worker_conf *c)
             timers(&w, now);
             next_timers = now + 50;
         }
+        bury(&w);
         if (lg_outq_flush(&w.rep, c->rep_fd)) {
             rc = 1;
             break; /* the controller is gone */
@@ -714,6 +731,7 @@ int lg_worker_run(const lg_worker_conf *c)
     }
     while (w.socks)
         sock_free(&w, w.socks);
+    bury(&w);
     for (uint32_t i = 0; i < w.ntabs; i++)
         free(w.tabs[i].token);
     free(w.tabs);
