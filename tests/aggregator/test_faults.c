@@ -251,9 +251,10 @@ Test(faults, rebuild_starts_from_the_newest_checkpoint, .timeout = 600)
 
     h_flush_redis(&h);
     char out[256];
-    cr_assert_eq(run_rebuild(&h, out, sizeof(out)), 0, "vc-aggregator rebuild failed");
+    int rrc = run_rebuild(&h, out, sizeof(out));
     char *log = slurp(out);
     unlink(out);
+    cr_assert_eq(rrc, 0, "vc-aggregator rebuild failed:\n%s", log);
     cr_expect(strstr(log, "restored the checkpoint") != NULL, "the rebuild did not use a checkpoint:\n%s", log);
     const char *done = strstr(log, "rebuild: done: ");
     cr_assert_not_null(done, "no summary:\n%s", log);
@@ -291,7 +292,9 @@ Test(faults, flushall_then_rebuild_restores_every_key, .timeout = 600)
     cr_assert_eq(nafter, 0);
     free(empty);
     char out[256];
-    cr_assert_eq(run_rebuild(&h, out, sizeof(out)), 0, "vc-aggregator rebuild failed");
+    int rrc = run_rebuild(&h, out, sizeof(out));
+    unlink(out);
+    cr_assert_eq(rrc, 0, "vc-aggregator rebuild failed");
     char *after = h_dump_keys(&h, &nafter);
     cr_expect_eq(nafter, nbefore, "%zu keys after the rebuild, %zu before", nafter, nbefore);
     cr_expect(strcmp(before, after) == 0, "the rebuilt keys differ from the keys before the flush");
