@@ -10,6 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,7 +20,27 @@
 
 #define WAIT_S 120
 
-static int http_port(int k) { return atoi(st_env("VC_PORT_BASE")) + 41 + k; }
+/* The HTTP port of test sink k: one the kernel says is free, kept per k so a
+ * restarted sink comes back on the same port. Not a slot of the stack's port
+ * range: those belong to the stack (its brokers listen on B+45..B+47). */
+static int http_port(int k)
+{
+    static int ports[16];
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int fd;
+
+    cr_assert(k >= 0 && k < 16);
+    if (ports[k])
+        return ports[k];
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert(fd >= 0);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    ports[k] = ntohs(a.sin_port);
+    return ports[k];
+}
 
 static void sleep_ms(int ms)
 {
