@@ -39,6 +39,9 @@ export VC_HEARTBEAT_SECONDS=2 VC_GATEWAY_TIMEOUT_MS=8000
 # The sink closes 5 s buckets and flushes every second, so that the
 # database's finished sessions can be compared with the loadgen's truth.
 export VC_ROLLUP_SECONDS=5 VC_SINK_FLUSH_INTERVAL_MS=1000
+# A sink killed with -9 holds its partitions until its group session times
+# out (45 s by default): short here, so the restarted one takes over quickly.
+export VC_SINK_SESSION_TIMEOUT_MS=6000
 # Under ASan/UBSan (the test build) a finding must stop the service, so that
 # it shows in its log.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
