@@ -27,6 +27,13 @@ def rss_kb(pid):
     return 0
 
 
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def wait_http(port, path="/healthz", timeout=20):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -104,7 +111,9 @@ def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
     if fanout_cb:
         value = random.randint(100000, 999999)
         marker = f'"viewers":{value},'
+    cpu0 = sum(cpu_ticks(p) for p in pids)
     procs = load(build, ports, n, loaders, 424242, token, hold=60 if fanout_cb else 4, marker=marker)
+    cpu1 = sum(cpu_ticks(p) for p in pids)
     time.sleep(3)
     rss1 = sum(rss_kb(p) for p in pids)
     t_write = None
@@ -122,7 +131,9 @@ def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
     row = {"server": name, "processes": len(pids), "viewers": opened, "failed": sum(r["failed"] for r in res),
            "rss_before_kb": rss0, "rss_after_kb": rss1,
            "bytes_per_viewer": round((rss1 - rss0) * 1024 / max(opened, 1)),
-           "accept_per_s": round(opened * 1000 / max(connect_ms, 1))}
+           "accept_per_s": round(opened * 1000 / max(connect_ms, 1)),
+           # server CPU (user + system, all its threads) per accepted viewer
+           "server_cpu_us_per_viewer": round((cpu1 - cpu0) * 1e6 / os.sysconf("SC_CLK_TCK") / max(opened, 1))}
     if fanout_cb:
         marked = sum(r["marked"] for r in res)
         first = min(r["first_mark_ms"] for r in res if r["marked"])
