@@ -21,9 +21,7 @@ typedef enum {
 const char *gw_token_strerror(gw_token_rc rc);
 
 /* Verify token against secret (secret_len bytes) at unix time now (seconds)
- * and set *user_id from `sub`. No global state besides libjwt and the SHA-256
- * implementation fetched once from OpenSSL (thread-safe). HS256 tokens are
- * checked without libjwt (faster), with libjwt's rules; the rest by libjwt. */
+ * and set *user_id from `sub`. Pure: no global state besides libjwt. */
 gw_token_rc gw_token_verify(const char *token, const unsigned char *secret, size_t secret_len,
                             int64_t now, int64_t *user_id);
 
