@@ -41,6 +41,8 @@ static const opt opts[] = {
     {"gateway-timeout-ms", "VC_GATEWAY_TIMEOUT_MS", I(gateway_timeout_ms), "90000", 1, INT64_MAX,
      "event time after which a silent gateway loses its viewers"},
     {"batch-max", "VC_AGGREGATOR_BATCH_MAX", I(batch_max), "5000", 1, 100000, "messages per batch"},
+    {"rebuild-batch-max", "VC_AGGREGATOR_REBUILD_BATCH_MAX", I(rebuild_batch_max), "20000", 1, 100000,
+     "messages per batch of the rebuild command (replay: larger batches, fewer Redis calls per event)"},
     {"batch-wait-ms", "VC_AGGREGATOR_BATCH_WAIT_MS", I(batch_wait_ms), "5", 0, 10000,
      "longest wait to fill a batch"},
     {"redis-timeout-ms", "VC_REDIS_TIMEOUT_MS", I(redis_timeout_ms), "2000", 1, 600000,

@@ -26,6 +26,7 @@ typedef struct {
     int64_t http_port;           /* 0: no HTTP */
     int64_t gateway_timeout_ms;
     int64_t batch_max;           /* messages per batch */
+    int64_t rebuild_batch_max;   /* messages per batch of the rebuild command */
     int64_t batch_wait_ms;       /* longest wait to fill a batch */
     int64_t redis_timeout_ms;
     int64_t checkpoint_interval_s; /* 0: no checkpoints */

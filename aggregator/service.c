@@ -46,6 +46,7 @@ struct agg_service {
     int64_t seek_to[AGG_MAX_PARTITIONS]; /* -1: none; ignore older messages */
     int use_eval[AGG_MAX_PARTITIONS];
     rd_kafka_message_t **msgs;
+    size_t nmsgs;                /* capacity of msgs: messages per batch */
     int dlq_pending;
     int paused;
     int redis_ok;
@@ -514,7 +515,7 @@ static void checkpoint_all(agg_service *svc)
 static void step(agg_service *svc)
 {
     int64_t timeout = svc->redis_ok ? svc->cfg->batch_wait_ms : svc->backoff_ms;
-    ssize_t n = rd_kafka_consume_batch_queue(svc->q, (int)timeout, svc->msgs, (size_t)svc->cfg->batch_max);
+    ssize_t n = rd_kafka_consume_batch_queue(svc->q, (int)timeout, svc->msgs, svc->nmsgs);
     int64_t t0 = now_us(), t = now_ms();
     int idle = t - svc->last_idle_ms >= 1000, rc, any = 0;
 
@@ -691,7 +692,8 @@ static agg_service *service_new(const agg_config *cfg, agg_metrics *m, int rebui
         snprintf(errstr, errstr_size, "sha1 of the apply script failed");
         goto fail;
     }
-    svc->msgs = calloc((size_t)cfg->batch_max, sizeof(*svc->msgs));
+    svc->nmsgs = (size_t)(rebuild ? cfg->rebuild_batch_max : cfg->batch_max);
+    svc->msgs = calloc(svc->nmsgs, sizeof(*svc->msgs));
     if (svc->msgs == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
