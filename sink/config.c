@@ -1,26 +1,13 @@
 #include "config.h"
 
-#include <errno.h>
-#include <inttypes.h>
-#include <stdlib.h>
+#include "vc_conf.h"
+
 #include <string.h>
 
-typedef enum { OPT_STR, OPT_INT } opt_type;
+#define S(f) VC_CONF_STR, offsetof(sk_config, f)
+#define I(f) VC_CONF_I64, offsetof(sk_config, f)
 
-typedef struct {
-    const char *name;
-    const char *env;
-    opt_type type;
-    size_t off;
-    const char *def;
-    int64_t min, max;
-    const char *help;
-} opt;
-
-#define S(f) OPT_STR, offsetof(sk_config, f)
-#define I(f) OPT_INT, offsetof(sk_config, f)
-
-static const opt opts[] = {
+static const vc_conf_opt opts[] = {
     {"id", "VC_SINK_ID", S(id), "sink-0", 0, 0, "instance name (logs, Kafka client id)"},
     {"kafka-brokers", "VC_KAFKA_BROKERS", S(kafka_brokers), "", 0, 0, "Kafka bootstrap servers (required)"},
     {"events-topic", "VC_EVENTS_TOPIC", S(events_topic), "vc.events", 0, 0, "topic of viewer events"},
@@ -54,113 +41,32 @@ static const opt opts[] = {
      "call vc_partition_maintenance() at start-up"},
 };
 
-#define NOPTS (sizeof opts / sizeof opts[0])
-
-static const opt *find(const char *name)
-{
-    for (size_t i = 0; i < NOPTS; i++)
-        if (!strcmp(opts[i].name, name))
-            return &opts[i];
-    return NULL;
-}
-
-static int set_opt(sk_config *cfg, const opt *o, const char *value, char *errstr, size_t errstr_size)
-{
-    char *base = (char *)cfg;
-    if (o->type == OPT_STR) {
-        char *s = strdup(value);
-        if (!s) {
-            snprintf(errstr, errstr_size, "out of memory");
-            return -1;
-        }
-        char **field = (char **)(base + o->off);
-        free(*field);
-        *field = s;
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno || end == value || *end || v < o->min || v > o->max) {
-        snprintf(errstr, errstr_size, "--%s (%s): '%s' is not an integer in [%" PRId64 ", %" PRId64 "]", o->name,
-                 o->env, value, o->min, o->max);
-        return -1;
-    }
-    *(int64_t *)(base + o->off) = v;
-    return 0;
-}
+static const vc_conf_table table = {opts, sizeof opts / sizeof opts[0]};
 
 void sk_config_init(sk_config *cfg)
 {
-    char err[128];
     memset(cfg, 0, sizeof *cfg);
-    for (size_t i = 0; i < NOPTS; i++)
-        (void)set_opt(cfg, &opts[i], opts[i].def, err, sizeof err);
+    vc_conf_init(&table, cfg);
 }
 
 void sk_config_free(sk_config *cfg)
 {
-    if (!cfg)
-        return;
-    for (size_t i = 0; i < NOPTS; i++)
-        if (opts[i].type == OPT_STR) {
-            char **field = (char **)((char *)cfg + opts[i].off);
-            free(*field);
-            *field = NULL;
-        }
+    vc_conf_free(&table, cfg);
 }
 
 int sk_config_set(sk_config *cfg, const char *name, const char *value, char *errstr, size_t errstr_size)
 {
-    const opt *o = find(name);
-    if (!o) {
-        snprintf(errstr, errstr_size, "unknown option --%s (see --help)", name);
-        return -1;
-    }
-    return set_opt(cfg, o, value, errstr, errstr_size);
+    return vc_conf_set(&table, cfg, name, value, errstr, errstr_size);
 }
 
 int sk_config_load_env(sk_config *cfg, char *errstr, size_t errstr_size)
 {
-    for (size_t i = 0; i < NOPTS; i++) {
-        const char *v = getenv(opts[i].env);
-        if (v && sk_config_set(cfg, opts[i].name, v, errstr, errstr_size))
-            return -1;
-    }
-    return 0;
+    return vc_conf_load_env(&table, cfg, errstr, errstr_size);
 }
 
 int sk_config_load_args(sk_config *cfg, int argc, char **argv, int *help, char *errstr, size_t errstr_size)
 {
-    *help = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            *help = 1;
-            continue;
-        }
-        if (strncmp(a, "--", 2)) {
-            snprintf(errstr, errstr_size, "unexpected argument '%s'", a);
-            return -1;
-        }
-        char name[64];
-        const char *eq = strchr(a + 2, '=');
-        const char *value;
-        if (eq) {
-            snprintf(name, sizeof name, "%.*s", (int)(eq - a - 2), a + 2);
-            value = eq + 1;
-        } else {
-            snprintf(name, sizeof name, "%s", a + 2);
-            if (i + 1 >= argc) {
-                snprintf(errstr, errstr_size, "--%s needs a value", name);
-                return -1;
-            }
-            value = argv[++i];
-        }
-        if (sk_config_set(cfg, name, value, errstr, errstr_size))
-            return -1;
-    }
-    return 0;
+    return vc_conf_load_args(&table, cfg, argc, argv, 1, 0, help, errstr, errstr_size);
 }
 
 int sk_config_check(const sk_config *cfg, char *errstr, size_t errstr_size)
@@ -182,7 +88,5 @@ void sk_config_usage(FILE *out)
                  "Consumes the events topic and writes 5-minute rollups, sessions and daily\n"
                  "statistics to MariaDB, exactly once per partition. Every option is also read\n"
                  "from its environment variable; flags win.\n\n");
-    for (size_t i = 0; i < NOPTS; i++)
-        fprintf(out, "  --%-22s %-28s default '%s'\n      %s\n", opts[i].name, opts[i].env, opts[i].def,
-                opts[i].help);
+    vc_conf_usage(&table, out);
 }
