@@ -1,23 +1,11 @@
 #include "http.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-struct sk_http {
-    int fd;
-    sk_metrics *m;
-    atomic_int stop;
-    pthread_t thread;
-};
+#include "vc_httpd.h"
 
 size_t sk_metrics_render(sk_metrics *m, char *buf, size_t size)
 {
@@ -54,95 +42,33 @@ size_t sk_metrics_render(sk_metrics *m, char *buf, size_t size)
     return (size_t)n < size ? (size_t)n : size - 1;
 }
 
-static void serve(sk_http *h, int c)
+/* The routes: /metrics, and /healthz (503 while the database is unavailable). */
+static int route(void *ud, const char *path, char *body, size_t size, size_t *len, const char **ctype)
 {
-    char req[1024];
-    struct pollfd pfd = {.fd = c, .events = POLLIN};
-    size_t got = 0;
-    while (got < sizeof req - 1 && poll(&pfd, 1, 1000) == 1) {
-        ssize_t n = read(c, req + got, sizeof req - 1 - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-        req[got] = 0;
-        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-            break;
-    }
-    req[got] = 0;
-    char body[4096];
-    const char *status = "200 OK";
-    size_t blen;
-    if (!strncmp(req, "GET /metrics", 12)) {
-        blen = sk_metrics_render(h->m, body, sizeof body);
-    } else if (!strncmp(req, "GET /healthz", 12)) {
-        int ok = atomic_load(&h->m->db_ok) && atomic_load(&h->m->running);
-        status = ok ? "200 OK" : "503 Service Unavailable";
-        blen = (size_t)snprintf(body, sizeof body, "%s\n",
-                                ok ? "ok" : (atomic_load(&h->m->running) ? "database unavailable, retrying" : "starting"));
-    } else {
-        status = "404 Not Found";
-        blen = (size_t)snprintf(body, sizeof body, "not found\n");
-    }
-    char head[256];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.0 %s\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n",
-                      status, blen);
-    if (write(c, head, (size_t)hl) == hl)
-        (void)!write(c, body, blen);
-}
+    sk_metrics *m = ud;
 
-static void *http_main(void *arg)
-{
-    sk_http *h = arg;
-    while (!atomic_load(&h->stop)) {
-        struct pollfd pfd = {.fd = h->fd, .events = POLLIN};
-        if (poll(&pfd, 1, 200) != 1)
-            continue;
-        int c = accept(h->fd, NULL, NULL);
-        if (c < 0)
-            continue;
-        serve(h, c);
-        close(c);
+    if (!strcmp(path, "/metrics")) {
+        *ctype = "text/plain; version=0.0.4";
+        *len = sk_metrics_render(m, body, size);
+        return 200;
     }
-    return NULL;
+    if (!strcmp(path, "/healthz")) {
+        int ok = atomic_load(&m->db_ok) && atomic_load(&m->running);
+
+        *len = (size_t)snprintf(body, size, "%s\n",
+                                ok ? "ok" : (atomic_load(&m->running) ? "database unavailable, retrying" : "starting"));
+        return ok ? 200 : 503;
+    }
+    *len = (size_t)snprintf(body, size, "not found\n");
+    return 404;
 }
 
 sk_http *sk_http_start(int port, sk_metrics *m, char *errstr, size_t errstr_size)
 {
-    sk_http *h = calloc(1, sizeof *h);
-    if (!h) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    h->m = m;
-    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int one = 1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_ANY)};
-    if (h->fd < 0 || setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-        bind(h->fd, (struct sockaddr *)&sa, sizeof sa) || listen(h->fd, 16)) {
-        snprintf(errstr, errstr_size, "http port %d: %s", port, strerror(errno));
-        if (h->fd >= 0)
-            close(h->fd);
-        free(h);
-        return NULL;
-    }
-    if (pthread_create(&h->thread, NULL, http_main, h)) {
-        snprintf(errstr, errstr_size, "http thread: %s", strerror(errno));
-        close(h->fd);
-        free(h);
-        return NULL;
-    }
-    return h;
+    return vc_httpd_start("0.0.0.0", port, route, m, errstr, errstr_size);
 }
 
 void sk_http_stop(sk_http *h)
 {
-    if (!h)
-        return;
-    atomic_store(&h->stop, 1);
-    pthread_join(h->thread, NULL);
-    close(h->fd);
-    free(h);
+    vc_httpd_stop(h);
 }

@@ -1,13 +1,14 @@
-/* http.h -- a minimal HTTP/1.0 endpoint for /metrics and /healthz on its own
- * thread (loopback or any address, one request per connection). */
+/* http.h -- /metrics and /healthz of vc-sink, served by schemas/vc_httpd on its own
+ * thread (every address, one request per connection). */
 #ifndef SK_HTTP_H
 #define SK_HTTP_H
 
 #include <stddef.h>
 
 #include "metrics.h"
+#include "vc_httpd.h"
 
-typedef struct sk_http sk_http;
+typedef vc_httpd sk_http;
 
 /* Listen on port (all addresses) and serve m until sk_http_stop(). m must
  * outlive the server. NULL with errstr on failure. */
