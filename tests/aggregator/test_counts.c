@@ -191,3 +191,69 @@ Test(counts, a_stream_whose_category_is_known_is_ranked_in_it, .timeout = 180)
     cr_expect_eq(h_rank_score(&h, 990401, 0), 2);
     finish();
 }
+
+/* Random churn (several tabs per user, anonymous viewers, two gateways) in few
+ * streams: produced before the aggregator starts, the history lands in large
+ * batches where the script buffers its hot keys; produced while it runs, in
+ * small ones where it calls Redis per event. Both must give the per-event
+ * counts and peak. */
+static void churn(h_model *m, int64_t *open, int *nopen, int64_t *conn, int64_t *t, unsigned *seed, int n)
+{
+    static const char *gws[2] = {"gw-a", "gw-b"};
+    for (int e = 0; e < n; e++) {
+        vc_event ev;
+        if (*nopen > 0 && rand_r(seed) % 3 == 0) {
+            int j = (int)((unsigned)rand_r(seed) % (unsigned)*nopen);
+            int64_t c = open[j];
+            int64_t stream = 0;
+            for (int i = 0; i < m->nconn; i++)
+                if (m->conn[i] == c)
+                    stream = m->conn_stream[i];
+            ev = h_leave(stream, c, gws[c % 2], 1, (*t)++);
+            open[j] = open[--*nopen];
+        } else {
+            int64_t stream = 501 + rand_r(seed) % 4;
+            int64_t user = rand_r(seed) % 5 == 0 ? 0 : 1 + rand_r(seed) % 12;
+            int64_t c = (*conn)++;
+            ev = h_join(stream, user, c, gws[c % 2], 1, (*t)++);
+            open[(*nopen)++] = c;
+        }
+        produce(&ev);
+        h_model_apply(m, &ev);
+    }
+}
+
+Test(counts, hot_and_cold_keys_in_a_batch_give_the_per_event_counts, .timeout = 180)
+{
+    h_setup(&h, "hot");
+    h_model *m = calloc(1, sizeof(*m));
+    int64_t *open = calloc(4096, sizeof(*open));
+    int64_t conn = 1, t = 5000000;
+    int nopen = 0;
+    unsigned seed = 11;
+    churn(m, open, &nopen, &conn, &t, &seed, 1500);
+    h_sync(&h);
+    agg = h_agg_start(&h, NULL);
+    cr_assert(h_wait_applied(&h, 90));
+    for (int64_t s = 501; s <= 504; s++) {
+        cr_expect_eq(h_stream_int(&h, s, "viewers"), h_model_viewers(m, s), "stream %lld viewers (replayed)", (long long)s);
+        cr_expect_eq(h_stream_int(&h, s, "peak"), h_model_peak(m, s), "stream %lld peak (replayed)", (long long)s);
+    }
+    for (int round = 0; round < 20; round++) {
+        churn(m, open, &nopen, &conn, &t, &seed, 25);
+        h_sync(&h);
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
+    cr_assert(h_wait_applied(&h, 90));
+    for (int64_t s = 501; s <= 504; s++) {
+        long long v = h_model_viewers(m, s);
+        cr_expect_eq(h_stream_int(&h, s, "viewers"), v, "stream %lld viewers", (long long)s);
+        cr_expect_eq(h_stream_int(&h, s, "peak"), h_model_peak(m, s), "stream %lld peak", (long long)s);
+        if (v > 0)
+            cr_expect_eq(h_rank_score(&h, s, 0), v, "stream %lld rank score", (long long)s);
+    }
+    free(open);
+    free(m);
+    finish();
+}
