@@ -116,11 +116,14 @@ echo "SELECT 1;" >"$DIR/notes.sql"
 check_fails "a file not named NNN_name.sql is refused" mig
 rm -f "$DIR/notes.sql"
 
-# Connection from the VC_MYSQL_* environment, over TCP, as the sink user.
+# Connection from the VC_MYSQL_* environment, over TCP. --status only reads,
+# so the read-only analyst may ask it (the sink's user may not even read the
+# migration log: sql/roles.sql).
 envfile=$WORK/m.env
 stack_in m "$BASE" env >"$envfile"
-check "VC_MYSQL_* coordinates: --status of the repo's migrations as the sink user" bash -c '
+check "VC_MYSQL_* coordinates: --status of the repo's migrations, read-only (analyst)" bash -c '
     set -a; . "$1"; set +a
+    VC_MYSQL_USER=$VC_MYSQL_ANALYST_USER VC_MYSQL_PASSWORD=$VC_MYSQL_ANALYST_PASSWORD
     out=$("$2" --status --dir "$3/sql/migrations") || exit 1
     ! grep -qv "^applied " <<<"$out"' _ "$envfile" "$MIGRATE" "$REPO"
 check_fails "a wrong password fails" bash -c '
