@@ -1,27 +1,14 @@
 /* config.c -- the option table of vc-aggregator (see config.h). */
 #include "config.h"
 
-#include <errno.h>
-#include <inttypes.h>
-#include <stdlib.h>
+#include "vc_conf.h"
+
 #include <string.h>
 
-typedef enum { OPT_STR, OPT_INT } opt_type;
+#define S(f) VC_CONF_STR, offsetof(agg_config, f)
+#define I(f) VC_CONF_I64, offsetof(agg_config, f)
 
-typedef struct {
-    const char *flag;
-    const char *env;
-    opt_type type;
-    size_t off;
-    const char *def;
-    int64_t min, max;
-    const char *help;
-} opt;
-
-#define S(f) OPT_STR, offsetof(agg_config, f)
-#define I(f) OPT_INT, offsetof(agg_config, f)
-
-static const opt opts[] = {
+static const vc_conf_opt opts[] = {
     {"id", "VC_AGGREGATOR_ID", S(id), "agg-0", 0, 0, "instance name (logs, Kafka client id)"},
     {"brokers", "VC_KAFKA_BROKERS", S(brokers), "127.0.0.1:9092", 0, 0, "Kafka bootstrap servers"},
     {"events-topic", "VC_EVENTS_TOPIC", S(events_topic), "vc.events", 0, 0, "topic of viewer events"},
@@ -36,8 +23,10 @@ static const opt opts[] = {
     {"mysql-user", "VC_MYSQL_USER", S(mysql_user), "", 0, 0, "MariaDB user"},
     {"mysql-password", "VC_MYSQL_PASSWORD", S(mysql_password), "", 0, 0, "MariaDB password"},
     {"mysql-db", "VC_MYSQL_DB", S(mysql_db), "vc", 0, 0, "MariaDB database"},
+    {"http-addr", "VC_AGGREGATOR_HTTP_ADDR", S(http_addr), "127.0.0.1", 0, 0,
+     "listen address of /metrics and /healthz (0.0.0.0: every address)"},
     {"http-port", "VC_AGGREGATOR_HTTP_PORT", I(http_port), "0", 0, 65535,
-     "port of /metrics and /healthz on 127.0.0.1 (0: off)"},
+     "port of /metrics and /healthz (0: off)"},
     {"gateway-timeout-ms", "VC_GATEWAY_TIMEOUT_MS", I(gateway_timeout_ms), "90000", 1, INT64_MAX,
      "event time after which a silent gateway loses its viewers"},
     {"batch-max", "VC_AGGREGATOR_BATCH_MAX", I(batch_max), "5000", 1, 100000, "messages per batch"},
@@ -57,87 +46,34 @@ static const opt opts[] = {
      "how often unknown stream categories are looked up (0: never)"},
 };
 
-#define NOPTS (sizeof(opts) / sizeof(opts[0]))
-
-static int opt_set(agg_config *cfg, const opt *o, const char *value, char *errstr, size_t size)
-{
-    char *base = (char *)cfg + o->off;
-    if (o->type == OPT_STR) {
-        if (strlen(value) >= AGG_STR_MAX) {
-            snprintf(errstr, size, "--%s: value too long", o->flag);
-            return -1;
-        }
-        memcpy(base, value, strlen(value) + 1);
-        return 0;
-    }
-    char *end;
-    errno = 0;
-    long long v = strtoll(value, &end, 10);
-    if (errno != 0 || end == value || *end != '\0' || v < o->min || v > o->max) {
-        snprintf(errstr, size, "--%s: '%s' is not an integer in [%" PRId64 ", %" PRId64 "]",
-                 o->flag, value, o->min, o->max);
-        return -1;
-    }
-    memcpy(base, &(int64_t){v}, sizeof(int64_t));
-    return 0;
-}
+static const vc_conf_table table = {opts, sizeof(opts) / sizeof(opts[0])};
 
 void agg_config_defaults(agg_config *cfg)
 {
-    char err[128];
     memset(cfg, 0, sizeof(*cfg));
-    for (size_t i = 0; i < NOPTS; i++)
-        (void)opt_set(cfg, &opts[i], opts[i].def, err, sizeof(err));
+    vc_conf_init(&table, cfg);
+}
+
+void agg_config_free(agg_config *cfg)
+{
+    vc_conf_free(&table, cfg);
 }
 
 int agg_config_set(agg_config *cfg, const char *name, const char *value, char *errstr,
                    size_t errstr_size)
 {
-    for (size_t i = 0; i < NOPTS; i++)
-        if (strcmp(name, opts[i].flag) == 0 || strcmp(name, opts[i].env) == 0)
-            return opt_set(cfg, &opts[i], value, errstr, errstr_size);
-    snprintf(errstr, errstr_size, "unknown option '%s' (see --help)", name);
-    return -1;
+    return vc_conf_set(&table, cfg, name, value, errstr, errstr_size);
 }
 
 int agg_config_from_env(agg_config *cfg, char *errstr, size_t errstr_size)
 {
-    for (size_t i = 0; i < NOPTS; i++) {
-        const char *v = getenv(opts[i].env);
-        if (v != NULL && opt_set(cfg, &opts[i], v, errstr, errstr_size) < 0)
-            return -1;
-    }
-    return 0;
+    return vc_conf_load_env(&table, cfg, errstr, errstr_size);
 }
 
 int agg_config_from_args(agg_config *cfg, int argc, char **argv, int first, char *errstr,
                          size_t errstr_size)
 {
-    int i = first;
-    while (i < argc && strncmp(argv[i], "--", 2) == 0) {
-        char name[64];
-        const char *arg = argv[i] + 2, *eq = strchr(arg, '='), *value;
-        size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
-        if (n >= sizeof(name)) {
-            snprintf(errstr, errstr_size, "unknown option '%s'", argv[i]);
-            return -1;
-        }
-        memcpy(name, arg, n);
-        name[n] = '\0';
-        if (eq) {
-            value = eq + 1;
-            i++;
-        } else if (i + 1 < argc) {
-            value = argv[i + 1];
-            i += 2;
-        } else {
-            snprintf(errstr, errstr_size, "--%s needs a value", name);
-            return -1;
-        }
-        if (agg_config_set(cfg, name, value, errstr, errstr_size) < 0)
-            return -1;
-    }
-    return i;
+    return vc_conf_load_args(&table, cfg, argc, argv, first, 1, NULL, errstr, errstr_size);
 }
 
 void agg_config_usage(FILE *out, const char *prog)
@@ -147,7 +83,5 @@ void agg_config_usage(FILE *out, const char *prog)
             "       %s [options] rebuild    restore Redis from checkpoints + the events topic, then exit\n"
             "\noptions (flag / environment variable, default):\n",
             prog, prog);
-    for (size_t i = 0; i < NOPTS; i++)
-        fprintf(out, "  --%-24s %-28s %s (default: %s)\n", opts[i].flag, opts[i].env, opts[i].help,
-                opts[i].def[0] ? (strstr(opts[i].flag, "password") ? "(secret)" : opts[i].def) : "\"\"");
+    vc_conf_usage(&table, out);
 }

@@ -1,5 +1,5 @@
 /* config.h -- vc-aggregator's configuration: one struct, defaults and help in
- * one table (config.c). Flags (--name=value or --name value) and VC_*
+ * one table (config.c, on schemas/vc_conf). Flags (--name=value or --name value) and VC_*
  * environment variables go through the same setter. */
 #ifndef AGG_CONFIG_H
 #define AGG_CONFIG_H
@@ -8,21 +8,22 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define AGG_STR_MAX 256
+#define AGG_STR_MAX 256 /* bound of names derived from the config (e.g. a rebuild's group) */
 
 typedef struct {
-    char id[AGG_STR_MAX];
-    char brokers[AGG_STR_MAX];
-    char events_topic[AGG_STR_MAX];
-    char dlq_topic[AGG_STR_MAX];
-    char checkpoint_topic[AGG_STR_MAX];
-    char group[AGG_STR_MAX];
-    char redis_nodes[AGG_STR_MAX];
-    char mysql_host[AGG_STR_MAX];
+    char *id;
+    char *brokers;
+    char *events_topic;
+    char *dlq_topic;
+    char *checkpoint_topic;
+    char *group;
+    char *redis_nodes;
+    char *mysql_host;
     int64_t mysql_port;
-    char mysql_user[AGG_STR_MAX];
-    char mysql_password[AGG_STR_MAX];
-    char mysql_db[AGG_STR_MAX];
+    char *mysql_user;
+    char *mysql_password;
+    char *mysql_db;
+    char *http_addr;             /* listen address of /metrics and /healthz */
     int64_t http_port;           /* 0: no HTTP */
     int64_t gateway_timeout_ms;
     int64_t batch_max;           /* messages per batch */
@@ -35,10 +36,11 @@ typedef struct {
     int64_t category_refresh_ms; /* 0: no category lookups */
 } agg_config;
 
-/* Fill cfg with the defaults. */
+/* Fill cfg with the defaults (strings owned by cfg: agg_config_free). */
 void agg_config_defaults(agg_config *cfg);
-/* Set one option by its flag name (without "--") or its VC_* environment
- * name. Returns 0, or -1 with errstr for an unknown name or a bad value. */
+void agg_config_free(agg_config *cfg); /* accepts NULL */
+/* Set one option by its flag name (without "--"). Returns 0, or -1 with
+ * errstr for an unknown name or a bad value. */
 int agg_config_set(agg_config *cfg, const char *name, const char *value, char *errstr,
                    size_t errstr_size);
 /* Apply every VC_* variable of the table found in the environment. */

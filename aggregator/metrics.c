@@ -1,18 +1,11 @@
 /* metrics.c -- counters, their Prometheus text and the HTTP thread. */
 #include "metrics.h"
 
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
 static const double latency_le_ms[AGG_LATENCY_BUCKETS] = {1,   2,   5,    10,   20,   50,
                                                           100, 250, 500, 1000, 5000, 1e300};
@@ -125,110 +118,34 @@ size_t agg_metrics_render(agg_metrics *m, char *buf, size_t size)
     return o.len;
 }
 
-struct agg_http {
-    agg_metrics *m;
-    int fd;
-    atomic_int stop;
-    pthread_t thread;
-};
-
-static void http_serve_one(agg_http *h, int fd)
+/* The routes: /metrics, and /healthz (503 while Redis is down or an apply
+ * has been stuck for AGG_HEALTH_STUCK_MS). */
+static int http_route(void *ud, const char *path, char *body, size_t size, size_t *len, const char **ctype)
 {
-    char req[2048], *body = NULL, head[256];
-    size_t len = 0, body_len = 0, cap = 1 << 16;
-    const char *status = "200 OK", *type = "text/plain; version=0.0.4";
-    struct timeval tv = {1, 0};
+    agg_metrics *m = ud;
 
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    while (len < sizeof(req) - 1) {
-        ssize_t n = recv(fd, req + len, sizeof(req) - 1 - len, 0);
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        req[len] = '\0';
-        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
-            break;
+    if (strcmp(path, "/metrics") == 0) {
+        *ctype = "text/plain; version=0.0.4";
+        *len = agg_metrics_render(m, body, size);
+        return 200;
     }
-    req[len] = '\0';
-    body = malloc(cap);
-    if (body == NULL)
-        return;
-    if (strncmp(req, "GET /metrics", 12) == 0) {
-        body_len = agg_metrics_render(h->m, body, cap);
-    } else if (strncmp(req, "GET /healthz", 12) == 0) {
-        int64_t since = atomic_load(&h->m->exec_since_ms);
-        int up = atomic_load(&h->m->redis_up) && (since == 0 || mono_ms() - since <= AGG_HEALTH_STUCK_MS);
-        status = up ? "200 OK" : "503 Service Unavailable";
-        type = "text/plain";
-        body_len = (size_t)snprintf(body, cap, "%s\n", up ? "ok" : "redis unavailable");
-    } else {
-        status = "404 Not Found";
-        type = "text/plain";
-        body_len = (size_t)snprintf(body, cap, "not found\n");
+    if (strcmp(path, "/healthz") == 0) {
+        int64_t since = atomic_load(&m->exec_since_ms);
+        int up = atomic_load(&m->redis_up) && (since == 0 || mono_ms() - since <= AGG_HEALTH_STUCK_MS);
+
+        *len = (size_t)snprintf(body, size, "%s\n", up ? "ok" : "redis unavailable");
+        return up ? 200 : 503;
     }
-    int n = snprintf(head, sizeof(head),
-                     "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
-                     status, type, body_len);
-    if (send(fd, head, (size_t)n, MSG_NOSIGNAL) == n)
-        (void)send(fd, body, body_len, MSG_NOSIGNAL);
-    free(body);
+    *len = (size_t)snprintf(body, size, "not found\n");
+    return 404;
 }
 
-static void *http_main(void *arg)
+agg_http *agg_http_start(agg_metrics *m, const char *addr, int port, char *errstr, size_t errstr_size)
 {
-    agg_http *h = arg;
-    while (!atomic_load(&h->stop)) {
-        struct pollfd pfd = {h->fd, POLLIN, 0};
-        if (poll(&pfd, 1, 200) <= 0)
-            continue;
-        int fd = accept(h->fd, NULL, NULL);
-        if (fd < 0)
-            continue;
-        http_serve_one(h, fd);
-        close(fd);
-    }
-    return NULL;
-}
-
-agg_http *agg_http_start(agg_metrics *m, int port, char *errstr, size_t errstr_size)
-{
-    agg_http *h = calloc(1, sizeof(*h));
-    struct sockaddr_in sa;
-    int one = 1;
-
-    if (h == NULL) {
-        snprintf(errstr, errstr_size, "out of memory");
-        return NULL;
-    }
-    h->m = m;
-    h->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (h->fd < 0)
-        goto fail;
-    setsockopt(h->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    memset(&sa, 0, sizeof(sa));
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(h->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(h->fd, 16) < 0)
-        goto fail;
-    if (pthread_create(&h->thread, NULL, http_main, h) != 0)
-        goto fail;
-    return h;
-fail:
-    snprintf(errstr, errstr_size, "http on 127.0.0.1:%d: %s", port, strerror(errno));
-    if (h->fd >= 0)
-        close(h->fd);
-    free(h);
-    return NULL;
+    return vc_httpd_start(addr, port, http_route, m, errstr, errstr_size);
 }
 
 void agg_http_stop(agg_http *h)
 {
-    if (h == NULL)
-        return;
-    atomic_store(&h->stop, 1);
-    pthread_join(h->thread, NULL);
-    close(h->fd);
-    free(h);
+    vc_httpd_stop(h);
 }

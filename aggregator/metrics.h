@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vc_httpd.h"
+
 #define AGG_MAX_PARTITIONS 256
 #define AGG_LATENCY_BUCKETS 12
 
@@ -42,9 +44,10 @@ void agg_metrics_exec(agg_metrics *m, int start);
 /* Render the Prometheus text into buf; returns its length (truncated at size). */
 size_t agg_metrics_render(agg_metrics *m, char *buf, size_t size);
 
-typedef struct agg_http agg_http;
-/* Listen on 127.0.0.1:port and serve from a thread. NULL + errstr on failure. */
-agg_http *agg_http_start(agg_metrics *m, int port, char *errstr, size_t errstr_size);
+typedef vc_httpd agg_http;
+/* Serve /metrics and /healthz on addr:port from a thread (schemas/vc_httpd).
+ * NULL + errstr on failure. */
+agg_http *agg_http_start(agg_metrics *m, const char *addr, int port, char *errstr, size_t errstr_size);
 void agg_http_stop(agg_http *h); /* accepts NULL */
 
 #endif

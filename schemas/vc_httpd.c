@@ -37,7 +37,7 @@ static const char *status_text(int status)
 static int write_all(int c, const char *p, size_t n)
 {
     while (n > 0) {
-        ssize_t w = write(c, p, n);
+        ssize_t w = send(c, p, n, MSG_NOSIGNAL); /* a client gone early is no SIGPIPE */
 
         if (w < 0 && errno == EINTR)
             continue;
