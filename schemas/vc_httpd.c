@@ -87,7 +87,7 @@ static void serve(vc_httpd *h, int c)
         }
     }
     hl = snprintf(head, sizeof(head),
-                  "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
                   status, status_text(status), ctype, blen);
     if (hl > 0 && (size_t)hl < sizeof(head) && write_all(c, head, (size_t)hl) == 0)
         (void)write_all(c, h->body, blen);

@@ -1,7 +1,8 @@
-/* vc_httpd.h -- the small HTTP/1.0 server the aggregator and the sink use
+/* vc_httpd.h -- the small HTTP server the aggregator and the sink use
  * for /metrics and /healthz: its own thread, one request per connection,
  * bounded request and response sizes. (The gateway serves HTTP through
- * libwebsockets on its event loop instead.) Shared code, written once. */
+ * libwebsockets on its event loop instead.) It answers HTTP/1.1 with
+ * Connection: close. Shared code, written once. */
 #ifndef VC_HTTPD_H
 #define VC_HTTPD_H
 
