@@ -342,6 +342,29 @@ static size_t count_shares(const agg_part *p, int what)
 }
 
 size_t agg_part_shares(const agg_part *p) { return count_shares(p, 0); }
+
+size_t agg_part_memory(const agg_part *p)
+{
+    size_t n = sizeof(*p) + (size_t)p->streams.cap * 16 + (size_t)p->gws.cap * 16 + (size_t)p->syncing.cap * 16 +
+               p->cap_dirty * sizeof(*p->dirty) + p->cap + p->cap_argv * (sizeof(char *) + 2 * sizeof(size_t));
+    for (uint32_t i = 0; i < p->streams.cap; i++)
+        if (p->streams.k[i]) {
+            const agg_stream *s = PTR(p->streams.v[i]);
+            n += sizeof(*s) + (size_t)s->users.cap * 16;
+        }
+    for (uint32_t i = 0; i < p->gws.cap; i++) {
+        if (!p->gws.k[i])
+            continue;
+        const gw *g = PTR(p->gws.v[i]);
+        n += sizeof(*g) + (size_t)g->shares.cap * 16;
+        for (uint32_t j = 0; j < g->shares.cap; j++)
+            if (g->shares.k[j]) {
+                const share *sh = PTR(g->shares.v[j]);
+                n += sizeof(*sh) + (size_t)sh->conns.cap * 16;
+            }
+    }
+    return n;
+}
 size_t agg_part_connections(const agg_part *p) { return count_shares(p, 1); }
 size_t agg_part_tombstones(const agg_part *p) { return count_shares(p, 2); }
 size_t agg_part_gateways(const agg_part *p) { return p->gws.n; }

@@ -147,5 +147,8 @@ size_t agg_part_tombstones(const agg_part *p);
 size_t agg_part_shares(const agg_part *p);      /* (gateway epoch, stream) indexes held */
 size_t agg_part_gateways(const agg_part *p);    /* gateway epochs holding connections */
 size_t agg_part_dirty(const agg_part *p);       /* streams to write at the next seal */
+/* Heap bytes the state's structures requested (maps, records, buffers;
+ * without the allocator's own overhead). */
+size_t agg_part_memory(const agg_part *p);
 
 #endif

@@ -1014,6 +1014,16 @@ int agg_service_rebuild(agg_service *svc, volatile sig_atomic_t *stop, FILE *pro
     }
     if (progress) {
         double secs = (double)(now_ms() - t_start) / 1000.0;
+        size_t mem = 0, conns = 0, streams = 0;
+        for (int i = 0; i < n; i++)
+            if (svc->parts[i]) {
+                mem += agg_part_memory(svc->parts[i]);
+                conns += agg_part_connections(svc->parts[i]);
+                streams += agg_part_streams(svc->parts[i]);
+            }
+        fprintf(progress, "rebuild: state in memory: %zu streams, %zu open connections, %zu bytes of structures "
+                          "(%.0f bytes per connection)\n", streams, conns, mem,
+                conns ? (double)mem / (double)conns : 0.0);
         fprintf(progress, "rebuild: %s: %" PRIu64 " events applied in %.1f s (%.0f events/s), "
                           "%" PRIu64 " partitions restored from the log, %" PRIu64 " dead letters\n",
                 *stop ? "interrupted" : "done", svc->rebuilt_events, secs,

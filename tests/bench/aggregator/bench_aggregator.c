@@ -416,6 +416,34 @@ int main(int argc, char **argv)
     rd_kafka_destroy(rk);
     printf("produced %lld events in %.1f s\n", produced, now_s() - t0);
 
+    /* the RSS of a vc-aggregator rebuild with an empty state (an empty topic):
+     * the baseline of the per-viewer RSS below */
+    long base_rss_kb = 0;
+    {
+        char empty[160];
+        snprintf(empty, sizeof(empty), "%s.empty", topic);
+        snprintf(cmd, sizeof(cmd), "VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s %d >/dev/null", stack,
+                 AGG_BENCH_REPO, empty, parts);
+        if (system(cmd) == 0) {
+            masters_memory(nodes, 1);
+            pid_t bp = fork();
+            if (bp == 0) {
+                setenv("VC_EVENTS_TOPIC", empty, 1);
+                setenv("VC_CHECKPOINT_TOPIC", "bench.agg.none", 1);
+                setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
+                setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
+                if (freopen("/dev/null", "w", stderr) == NULL)
+                    _exit(126);
+                execl(AGG_BENCH_BIN, "vc-aggregator", "rebuild", (char *)NULL);
+                _exit(127);
+            }
+            int bst;
+            struct rusage bru;
+            wait4(bp, &bst, 0, &bru);
+            base_rss_kb = bru.ru_maxrss;
+        }
+    }
+
     long long mem0 = masters_memory(nodes, 1);
     double cpu0 = masters_cpu;
     double r0 = now_s();
@@ -437,6 +465,9 @@ int main(int argc, char **argv)
                      (double)ru.ru_stime.tv_usec / 1e6;
     printf("CPU seconds during the replay: vc-aggregator %.1f, Redis masters %.1f (wall %.1f)\n", agg_cpu,
            masters_cpu - cpu0, secs);
+    printf("vc-aggregator max RSS: %.1f MB (empty state: %.1f MB): %.0f bytes per viewer above the empty state "
+           "(includes librdkafka's fetch queue)\n", (double)ru.ru_maxrss / 1024.0, (double)base_rss_kb / 1024.0,
+           (double)(ru.ru_maxrss - base_rss_kb) * 1024.0 / (double)viewers);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "rebuild failed\n");
         return 1;
