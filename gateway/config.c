@@ -56,6 +56,8 @@ static const vc_conf_opt opts[] = {
      "open connections allowed from one IP address"},
     {"handshakes-per-ip-per-sec", "VC_HANDSHAKES_PER_IP_PER_SEC", VC_CONF_INT, F(handshakes_per_ip_per_sec),
      "100", 1, 1000000, "handshake rate allowed from one IP (token bucket, burst 2x)"},
+    {"web-root", "VC_GATEWAY_WEB_ROOT", VC_CONF_STR, F(web_root), "", 0, 0,
+     "folder of the viewer web page served at / (e.g. gateway/web); empty: none"},
     {"max-connections", "VC_MAX_CONNECTIONS", VC_CONF_INT, F(max_connections), "19500", 1, 10000000,
      "viewers this process holds at most"},
     {"kafka-queue-max", "VC_KAFKA_QUEUE_MAX", VC_CONF_INT, F(kafka_queue_max), "200000", 100, 10000000,
