@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,4 +112,66 @@ gw_web_rc gw_web_load(const char *root, const char *path, char **body, size_t *l
     *len = got;
     *ctype = gw_web_ctype(file);
     return GW_WEB_OK;
+}
+
+static int peer_ok(const char *s, size_t n)
+{
+    size_t skip = n >= 5 && !strncmp(s, "ws://", 5) ? 5 : n >= 6 && !strncmp(s, "wss://", 6) ? 6 : 0;
+
+    if (skip == 0 || n <= skip || n > 512)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] <= ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\'' || s[i] == '\\')
+            return 0;
+    return 1;
+}
+
+int gw_web_peers_ok(const char *list)
+{
+    const char *p = list;
+
+    if (list == NULL || !*list)
+        return 1;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+
+        if (!peer_ok(p, n))
+            return 0;
+        if (comma == NULL)
+            return 1;
+        p = comma + 1;
+    }
+}
+
+char *gw_web_config_json(const char *gateway_id, int anonymous, int tick_ms, const char *peer_ws)
+{
+    json_t *root = json_object(), *ws = json_array();
+    char *out = NULL;
+    int bad = root == NULL || ws == NULL;
+
+    if (!bad && peer_ws && *peer_ws && gw_web_peers_ok(peer_ws)) {
+        const char *p = peer_ws;
+
+        for (;;) {
+            const char *comma = strchr(p, ',');
+            size_t n = comma ? (size_t)(comma - p) : strlen(p);
+
+            bad |= json_array_append_new(ws, json_stringn(p, n)) != 0;
+            if (comma == NULL)
+                break;
+            p = comma + 1;
+        }
+    }
+    if (!bad) {
+        bad |= json_object_set_new(root, "gateway", json_string(gateway_id ? gateway_id : "")) != 0;
+        bad |= json_object_set_new(root, "anonymous", json_boolean(anonymous)) != 0;
+        bad |= json_object_set_new(root, "tick_ms", json_integer(tick_ms)) != 0;
+        bad |= json_object_set(root, "ws", ws) != 0;
+    }
+    if (!bad)
+        out = json_dumps(root, JSON_COMPACT);
+    json_decref(ws);
+    json_decref(root);
+    return out;
 }

@@ -39,4 +39,15 @@ int gw_web_ctype(const char *name);
  * the caller frees) of *len bytes, with its content type in *ctype. */
 gw_web_rc gw_web_load(const char *root, const char *path, char **body, size_t *len, int *ctype);
 
+/* 1 when list is empty or a comma-separated list of ws:// or wss:// URLs
+ * (each 6..512 bytes of printable ASCII without spaces, quotes or
+ * backslashes), else 0. */
+int gw_web_peers_ok(const char *list);
+
+/* The JSON of GET /api/config (malloc'd, NULL when out of memory):
+ * {"gateway":ID,"anonymous":BOOL,"tick_ms":N,"ws":[URL,...]}: the page
+ * connects to its own origin first and, when that socket is lost, to the
+ * other URLs of "ws" (empty: its own origin only). */
+char *gw_web_config_json(const char *gateway_id, int anonymous, int tick_ms, const char *peer_ws);
+
 #endif

@@ -340,6 +340,13 @@ static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const c
     case GW_ROUTE_BAD_ID:
         http_respond(pss, wsi, 400, 0, "{\"error\":\"malformed stream id\"}\n", 32);
         break;
+    case GW_ROUTE_CONFIG: {
+        char *json = gw_web_config_json(s->cfg->gateway_id, s->cfg->allow_anonymous, s->cfg->tick_ms, s->cfg->peer_ws);
+
+        http_respond(pss, wsi, json ? 200 : 500, GW_CT_JSON, json ? json : "", json ? strlen(json) : 0);
+        free(json);
+        break;
+    }
     case GW_ROUTE_WS:
         http_respond(pss, wsi, 400, 2, "WebSocket upgrade required\n", 27);
         break;

@@ -118,3 +118,37 @@ Test(web, content_types_by_extension)
     cr_expect_eq(gw_web_ctype("README"), GW_CT_TEXT);
     cr_expect_eq(gw_web_ctype("v1.0/README"), GW_CT_TEXT);
 }
+
+Test(web, peer_lists)
+{
+    cr_expect(gw_web_peers_ok(""));
+    cr_expect(gw_web_peers_ok(NULL));
+    cr_expect(gw_web_peers_ok("ws://127.0.0.1:20020/ws"));
+    cr_expect(gw_web_peers_ok("ws://127.0.0.1:20020/ws,wss://gw.example.com/ws"));
+    cr_expect_not(gw_web_peers_ok("http://127.0.0.1:20020/ws"), "not a WebSocket URL");
+    cr_expect_not(gw_web_peers_ok("ws://"), "no host");
+    cr_expect_not(gw_web_peers_ok("ws://a/ws,"), "empty entry");
+    cr_expect_not(gw_web_peers_ok(",ws://a/ws"), "empty entry");
+    cr_expect_not(gw_web_peers_ok("ws://a/ws, ws://b/ws"), "space");
+    cr_expect_not(gw_web_peers_ok("ws://a/\"ws"), "quote");
+    cr_expect_not(gw_web_peers_ok("ws://a/\\ws"), "backslash");
+}
+
+Test(web, config_json)
+{
+    char *j = gw_web_config_json("gw-1", 1, 1000, "ws://127.0.0.1:20020/ws,ws://127.0.0.1:20021/ws");
+
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"gateway\":\"gw-1\",\"anonymous\":true,\"tick_ms\":1000,"
+                        "\"ws\":[\"ws://127.0.0.1:20020/ws\",\"ws://127.0.0.1:20021/ws\"]}");
+    free(j);
+    j = gw_web_config_json("gw-0", 0, 250, "");
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"gateway\":\"gw-0\",\"anonymous\":false,\"tick_ms\":250,\"ws\":[]}");
+    free(j);
+    j = gw_web_config_json("gw-0", 0, 250, "ftp://x");
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"gateway\":\"gw-0\",\"anonymous\":false,\"tick_ms\":250,\"ws\":[]}",
+                     "an invalid list is never handed out");
+    free(j);
+}
