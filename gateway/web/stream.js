@@ -186,6 +186,7 @@
       setStatus("reconnecting");
       reconnects++;
       reconnectsEl.textContent = reconnects + (reconnects === 1 ? " reconnect" : " reconnects");
+      document.body.dataset.reconnects = String(reconnects);
       // A socket that was up and dropped (gateway gone, 1001 shutdown) goes to
       // the next gateway at once; failed attempts back off (250 ms doubling to
       // 8 s, jittered) while going round the list.
