@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "vc_conf.h"
+#include "web.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -56,6 +57,11 @@ static const vc_conf_opt opts[] = {
      "open connections allowed from one IP address"},
     {"handshakes-per-ip-per-sec", "VC_HANDSHAKES_PER_IP_PER_SEC", VC_CONF_INT, F(handshakes_per_ip_per_sec),
      "100", 1, 1000000, "handshake rate allowed from one IP (token bucket, burst 2x)"},
+    {"web-root", "VC_GATEWAY_WEB_ROOT", VC_CONF_STR, F(web_root), "", 0, 0,
+     "folder of the viewer web page served at / (e.g. gateway/web); empty: none"},
+    {"peer-ws", "VC_GATEWAY_PEER_WS", VC_CONF_STR, F(peer_ws), "", 0, 0,
+     "comma-separated ws:// or wss:// URLs of every gateway's /ws, handed to the web page (GET /api/config) "
+     "so that it reconnects to another gateway; empty: the page's own origin only"},
     {"max-connections", "VC_MAX_CONNECTIONS", VC_CONF_INT, F(max_connections), "19500", 1, 10000000,
      "viewers this process holds at most"},
     {"kafka-queue-max", "VC_KAFKA_QUEUE_MAX", VC_CONF_INT, F(kafka_queue_max), "200000", 100, 10000000,
@@ -123,6 +129,10 @@ int gw_config_finish(gw_config *cfg, char *errstr, size_t errstr_size)
     if (!cfg->token_secret[0] && !cfg->allow_anonymous) {
         snprintf(errstr, errstr_size,
                  "no token secret (VC_TOKEN_SECRET or --token-secret-file) and anonymous viewers not allowed");
+        return -1;
+    }
+    if (!gw_web_peers_ok(cfg->peer_ws)) {
+        snprintf(errstr, errstr_size, "--peer-ws must be a comma-separated list of ws:// or wss:// URLs");
         return -1;
     }
     if (cfg->idle_timeout_seconds <= cfg->ping_seconds) {

@@ -38,6 +38,8 @@ typedef struct {
     int redis_timeout_ms;
     int shutdown_seconds;
     int log_level;                /* lws log bitmask */
+    char *web_root;               /* folder of the viewer web page; empty: none */
+    char *peer_ws;                /* comma-separated ws(s):// URLs of every gateway, for the page (/api/config) */
 } gw_config;
 
 /* Fill cfg with the defaults of the table. */

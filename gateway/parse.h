@@ -30,6 +30,7 @@ typedef enum {
     GW_ROUTE_STREAM,        /* /api/streams/<id> */
     GW_ROUTE_RANKING,       /* /api/ranking */
     GW_ROUTE_BAD_ID,        /* /api/streams/<not an id> */
+    GW_ROUTE_CONFIG,        /* /api/config: what the web page needs (gateways, anonymous) */
 } gw_route;
 
 /* Route a request path (no query); sets *id for GW_ROUTE_STREAM. */

@@ -68,7 +68,7 @@ typedef struct gw_session {
     uint8_t leave_reason;       /* vc_leave_reason when we end it */
     uint8_t reject;             /* gw_reject cause behind close_code */
     uint8_t token_rc;           /* gw_token_rc behind a 4401 */
-    uint8_t ctype;              /* HTTP: 0 JSON, 1 Prometheus text, 2 plain text */
+    uint8_t ctype;              /* HTTP: content type, GW_CT_* (web.h) */
     char ip[46];
     /* HTTP only */
     struct gw_session *http_next;

@@ -9,6 +9,7 @@
 
 #include "service.h"
 #include "vc_event.h"
+#include "web.h"
 
 #define CLOSE_UNAUTHORIZED 4401
 
@@ -339,25 +340,50 @@ static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const c
     case GW_ROUTE_BAD_ID:
         http_respond(pss, wsi, 400, 0, "{\"error\":\"malformed stream id\"}\n", 32);
         break;
+    case GW_ROUTE_CONFIG: {
+        char *json = gw_web_config_json(s->cfg->gateway_id, s->cfg->allow_anonymous, s->cfg->tick_ms, s->cfg->peer_ws);
+
+        http_respond(pss, wsi, json ? 200 : 500, GW_CT_JSON, json ? json : "", json ? strlen(json) : 0);
+        free(json);
+        break;
+    }
     case GW_ROUTE_WS:
         http_respond(pss, wsi, 400, 2, "WebSocket upgrade required\n", 27);
         break;
-    case GW_ROUTE_NOT_FOUND:
-        http_respond(pss, wsi, 404, 2, "not found\n", 10);
+    case GW_ROUTE_NOT_FOUND: {
+        char *body;
+        size_t len;
+        int ctype = GW_CT_TEXT;
+
+        switch (gw_web_load(s->cfg->web_root, path, &body, &len, &ctype)) {
+        case GW_WEB_OK:
+            http_respond(pss, wsi, 200, ctype, body, len);
+            free(body);
+            break;
+        case GW_WEB_BAD_PATH:
+            http_respond(pss, wsi, 400, GW_CT_TEXT, "bad path\n", 9);
+            break;
+        case GW_WEB_ERROR:
+            http_respond(pss, wsi, 500, GW_CT_TEXT, "cannot read the file\n", 21);
+            break;
+        case GW_WEB_NOT_FOUND:
+            http_respond(pss, wsi, 404, GW_CT_TEXT, "not found\n", 10);
+            break;
+        }
         break;
+    }
     }
     return 0;
 }
 
 static int http_writeable(struct lws *wsi, gw_session *pss)
 {
-    static const char *const ctypes[] = {"application/json", "text/plain; version=0.0.4", "text/plain"};
     unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
     int rc;
 
     if (pss->status == 0)
         return 0;
-    if (lws_add_http_common_headers(wsi, pss->status, ctypes[pss->ctype % 3], pss->body_len, &p, end) ||
+    if (lws_add_http_common_headers(wsi, pss->status, gw_content_types[pss->ctype % GW_CT_COUNT], pss->body_len, &p, end) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return 1;
     rc = pss->body_len ? lws_write(wsi, pss->body + LWS_PRE, pss->body_len, LWS_WRITE_HTTP_FINAL) : 0;

@@ -120,23 +120,28 @@ enum { LV_ALIVE = 0, LV_EXPIRED = 1 };
 typedef struct {
     char gateway_id[VC_GATEWAY_ID_MAX + 1];
     int64_t epoch;      /* the newest epoch seen of gateway_id */
-    int64_t last_seen;
+    int64_t last_seen;  /* on the live clock */
+    int64_t hb_ts;      /* ts of this epoch's newest heartbeat; INT64_MIN: none yet */
+    int64_t period;     /* this epoch's last heartbeat-to-heartbeat gap; 0: unknown */
     uint32_t id;
     uint8_t state;
 } lv_entry;
 
 struct vc_liveness {
     int64_t timeout_ms;
-    int64_t clock;
+    int64_t clock;          /* max ts_ms of any event; INT64_MIN before any */
+    int64_t live;           /* the live clock (see vc_rules.h) */
+    int64_t hb_max;         /* max ts_ms of the heartbeats (the first event's ts at first) */
     int64_t min_alive_seen; /* lower bound of last_seen over alive entries */
     uint32_t next_id;
     size_t n;
     lv_entry entries[VC_LIVENESS_MAX];
 };
 
-#define LV_MAGIC "VCL1"
+#define LV_MAGIC_V1 "VCL1" /* clock, entries (id, epoch, last_seen in ts, state) */
+#define LV_MAGIC "VCL2"    /* + live, hb_max; entries + hb_ts, period; last_seen on the live clock */
 /* Expired entries are remembered (so a late event of an older epoch stays
- * stale) for this many timeouts of event time, then forgotten. */
+ * stale) for this many timeouts of the live clock, then forgotten. */
 #define LV_FORGET_FACTOR 10
 
 const char *vc_gone_reason_name(vc_gone_reason reason)
@@ -158,6 +163,8 @@ vc_liveness *vc_liveness_new(int64_t timeout_ms)
         return NULL;
     lv->timeout_ms = timeout_ms;
     lv->clock = INT64_MIN;
+    lv->live = INT64_MIN;
+    lv->hb_max = INT64_MIN;
     lv->min_alive_seen = INT64_MAX;
     lv->next_id = 1;
     return lv;
@@ -169,6 +176,7 @@ void vc_liveness_destroy(vc_liveness *lv)
 }
 
 int64_t vc_liveness_clock(const vc_liveness *lv) { return lv->clock; }
+int64_t vc_liveness_live_clock(const vc_liveness *lv) { return lv->live; }
 
 size_t vc_liveness_alive(const vc_liveness *lv)
 {
@@ -192,16 +200,32 @@ static int64_t lv_behind(int64_t clock, int64_t ms)
     return clock < INT64_MIN + ms ? INT64_MIN : clock - ms;
 }
 
-/* Expire alive entries that fell behind the clock and forget long-expired
- * ones; recomputes min_alive_seen. Returns the number written to gone. */
+/* a + b for b >= 0, saturating. */
+static int64_t lv_ahead(int64_t a, int64_t b)
+{
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+/* How much of a heartbeat gap one heartbeat of e may count: 1.5 times e's
+ * own last heartbeat period, or all of it while e's period is unknown. */
+static int64_t lv_allowed(const lv_entry *e)
+{
+    if (e == NULL || e->period <= 0)
+        return INT64_MAX;
+    return e->period > INT64_MAX / 2 ? INT64_MAX : e->period + e->period / 2;
+}
+
+/* Expire alive entries that fell behind the live clock and forget
+ * long-expired ones; recomputes min_alive_seen. Returns the number written
+ * to gone. */
 static int lv_expire(vc_liveness *lv, vc_gateway_gone *gone)
 {
     int ngone = 0;
     size_t i = 0;
-    int64_t expire_before = lv_behind(lv->clock, lv->timeout_ms);
-    int64_t forget_before = lv_behind(lv->clock, lv->timeout_ms > INT64_MAX / LV_FORGET_FACTOR
-                                                     ? INT64_MAX
-                                                     : lv->timeout_ms * LV_FORGET_FACTOR);
+    int64_t expire_before = lv_behind(lv->live, lv->timeout_ms);
+    int64_t forget_before = lv_behind(lv->live, lv->timeout_ms > INT64_MAX / LV_FORGET_FACTOR
+                                                    ? INT64_MAX
+                                                    : lv->timeout_ms * LV_FORGET_FACTOR);
 
     lv->min_alive_seen = INT64_MAX;
     while (i < lv->n) {
@@ -225,13 +249,17 @@ int vc_liveness_observe(vc_liveness *lv, const vc_event *ev, vc_liveness_verdict
                         vc_gateway_gone *gone)
 {
     lv_entry *e = NULL;
-    int ngone = 0;
+    int ngone = 0, stale = 0, same_epoch;
+    int64_t seen;
     size_t i;
 
-    if (lv->clock == INT64_MIN || ev->ts_ms > lv->clock)
+    if (lv->clock == INT64_MIN) { /* the first event starts every clock */
         lv->clock = ev->ts_ms;
-    if (lv->min_alive_seen < lv_behind(lv->clock, lv->timeout_ms) || lv->n == VC_LIVENESS_MAX)
-        ngone = lv_expire(lv, gone);
+        lv->live = ev->ts_ms;
+        lv->hb_max = ev->ts_ms;
+    } else if (ev->ts_ms > lv->clock) {
+        lv->clock = ev->ts_ms;
+    }
 
     for (i = 0; i < lv->n; i++) {
         if (strcmp(lv->entries[i].gateway_id, ev->gateway_id) == 0) {
@@ -239,36 +267,85 @@ int vc_liveness_observe(vc_liveness *lv, const vc_event *ev, vc_liveness_verdict
             break;
         }
     }
+    if (e != NULL && ev->gateway_epoch < e->epoch)
+        stale = 1; /* a superseded epoch: no sign of life, no tick */
+    else if (e == NULL && lv->n == VC_LIVENESS_MAX)
+        stale = 1; /* no room for a new gateway (unless the expiry below makes some) */
+    same_epoch = e != NULL && ev->gateway_epoch == e->epoch;
 
-    if (e != NULL && ev->gateway_epoch < e->epoch) {
+    /* A heartbeat newer than every earlier one ticks the live clock by the
+     * gap since that one, but by at most 1.5 of its gateway's own period: a
+     * longer gap is time in which no gateway's heartbeat reached the
+     * partition, and silence measured across it proves nothing. */
+    if (ev->type == VC_EV_HEARTBEAT && ev->ts_ms > lv->hb_max && (!stale || e == NULL)) {
+        int64_t gap = ev->ts_ms - lv->hb_max;
+        int64_t allowed = same_epoch ? lv_allowed(e) : INT64_MAX;
+        lv->live = lv_ahead(lv->live, gap < allowed ? gap : allowed);
+        lv->hb_max = ev->ts_ms;
+    }
+    if (lv->min_alive_seen < lv_behind(lv->live, lv->timeout_ms) || lv->n == VC_LIVENESS_MAX) {
+        ngone = lv_expire(lv, gone);
+        if (e != NULL) { /* lv_expire may have moved or forgotten entries */
+            e = NULL;
+            for (i = 0; i < lv->n; i++) {
+                if (strcmp(lv->entries[i].gateway_id, ev->gateway_id) == 0) {
+                    e = &lv->entries[i];
+                    break;
+                }
+            }
+            if (e == NULL)
+                stale = 0; /* forgotten: seen afresh below */
+            same_epoch = e != NULL && ev->gateway_epoch == e->epoch;
+        }
+        if (e == NULL && lv->n < VC_LIVENESS_MAX)
+            stale = 0;
+    }
+    if (stale) {
         verdict->stale = 1;
         verdict->id = 0;
         return ngone;
     }
+
+    /* The event is a sign of life where it stands in the log: on the live
+     * clock now, plus how far its own ts is past the newest heartbeat (a join
+     * between two heartbeats), at most what a heartbeat of it could add. */
+    seen = lv->live;
+    if (ev->ts_ms > lv->hb_max) {
+        int64_t ahead = ev->ts_ms - lv->hb_max;
+        int64_t allowed = same_epoch ? lv_allowed(e) : INT64_MAX;
+        if (allowed > lv->timeout_ms)
+            allowed = lv->timeout_ms;
+        seen = lv_ahead(seen, ahead < allowed ? ahead : allowed);
+    }
+
     if (e != NULL && ev->gateway_epoch > e->epoch) {
         if (e->state == LV_ALIVE)
             gone_fill(&gone[ngone++], e, VC_GONE_RESTARTED);
         e->epoch = ev->gateway_epoch;
         e->id = lv->next_id++;
-        e->last_seen = ev->ts_ms;
+        e->last_seen = seen;
+        e->hb_ts = INT64_MIN;
+        e->period = 0;
         e->state = LV_ALIVE;
     } else if (e == NULL) {
-        if (lv->n == VC_LIVENESS_MAX) {
-            verdict->stale = 1;
-            verdict->id = 0;
-            return ngone;
-        }
         e = &lv->entries[lv->n++];
         memset(e, 0, sizeof(*e));
         snprintf(e->gateway_id, sizeof(e->gateway_id), "%s", ev->gateway_id);
         e->epoch = ev->gateway_epoch;
         e->id = lv->next_id++;
-        e->last_seen = ev->ts_ms;
+        e->last_seen = seen;
+        e->hb_ts = INT64_MIN;
+        e->period = 0;
         e->state = LV_ALIVE;
     } else {
-        if (ev->ts_ms > e->last_seen || e->state == LV_EXPIRED)
-            e->last_seen = ev->ts_ms > e->last_seen ? ev->ts_ms : e->last_seen;
+        if (seen > e->last_seen)
+            e->last_seen = seen;
         e->state = LV_ALIVE;
+    }
+    if (ev->type == VC_EV_HEARTBEAT && ev->ts_ms > e->hb_ts) {
+        if (e->hb_ts != INT64_MIN)
+            e->period = ev->ts_ms - e->hb_ts;
+        e->hb_ts = ev->ts_ms;
     }
     if (e->last_seen < lv->min_alive_seen)
         lv->min_alive_seen = e->last_seen;
@@ -283,6 +360,8 @@ size_t vc_liveness_save(const vc_liveness *lv, uint8_t *buf, size_t size)
     w_bytes(&w, LV_MAGIC, 4);
     w_u64(&w, (uint64_t)lv->timeout_ms);
     w_u64(&w, (uint64_t)lv->clock);
+    w_u64(&w, (uint64_t)lv->live);
+    w_u64(&w, (uint64_t)lv->hb_max);
     w_u32(&w, lv->next_id);
     w_u32(&w, (uint32_t)lv->n);
     for (size_t i = 0; i < lv->n; i++) {
@@ -290,6 +369,8 @@ size_t vc_liveness_save(const vc_liveness *lv, uint8_t *buf, size_t size)
         w_gateway_id(&w, e->gateway_id);
         w_u64(&w, (uint64_t)e->epoch);
         w_u64(&w, (uint64_t)e->last_seen);
+        w_u64(&w, (uint64_t)e->hb_ts);
+        w_u64(&w, (uint64_t)e->period);
         w_u32(&w, e->id);
         w_u8(&w, e->state);
     }
@@ -303,6 +384,7 @@ vc_liveness *vc_liveness_load(const uint8_t *buf, size_t len, int64_t timeout_ms
     vc_liveness *lv = vc_liveness_new(timeout_ms);
     const uint8_t *magic;
     uint32_t n;
+    int v1;
 
     if (lv == NULL) {
         set_err(errstr, errstr_size, "out of memory or timeout <= 0");
@@ -311,15 +393,29 @@ vc_liveness *vc_liveness_load(const uint8_t *buf, size_t len, int64_t timeout_ms
     if (len == 0)
         return lv;
     magic = r_bytes(&r, 4);
-    if (magic == NULL || memcmp(magic, LV_MAGIC, 4) != 0) {
+    if (magic == NULL || (memcmp(magic, LV_MAGIC, 4) != 0 && memcmp(magic, LV_MAGIC_V1, 4) != 0)) {
         set_err(errstr, errstr_size, "liveness state: bad magic");
         goto fail;
     }
+    /* A version 1 state (saved before the live clock existed) measured
+     * silence on the event-time clock: it continues with the live clock at
+     * that clock and every period unknown, so it decides as before until the
+     * heartbeats have taught the periods again. */
+    v1 = memcmp(magic, LV_MAGIC_V1, 4) == 0;
     (void)r_u64(&r); /* the saved timeout: the configured one wins */
     lv->clock = (int64_t)r_u64(&r);
+    if (v1) {
+        lv->live = lv->clock;
+        lv->hb_max = lv->clock;
+    } else {
+        lv->live = (int64_t)r_u64(&r);
+        lv->hb_max = (int64_t)r_u64(&r);
+    }
     lv->next_id = r_u32(&r);
     n = r_u32(&r);
-    if (r.err || n > VC_LIVENESS_MAX || lv->next_id == 0) {
+    if (r.err || n > VC_LIVENESS_MAX || lv->next_id == 0 ||
+        ((lv->clock == INT64_MIN) != (lv->live == INT64_MIN)) ||
+        ((lv->clock == INT64_MIN) != (lv->hb_max == INT64_MIN)) || lv->hb_max > lv->clock) {
         set_err(errstr, errstr_size, "liveness state: bad header");
         goto fail;
     }
@@ -328,9 +424,16 @@ vc_liveness *vc_liveness_load(const uint8_t *buf, size_t len, int64_t timeout_ms
         r_gateway_id(&r, e->gateway_id);
         e->epoch = (int64_t)r_u64(&r);
         e->last_seen = (int64_t)r_u64(&r);
+        if (v1) {
+            e->hb_ts = INT64_MIN;
+            e->period = 0;
+        } else {
+            e->hb_ts = (int64_t)r_u64(&r);
+            e->period = (int64_t)r_u64(&r);
+        }
         e->id = r_u32(&r);
         e->state = r_u8(&r);
-        if (r.err || e->state > LV_EXPIRED || e->id == 0 || e->id >= lv->next_id) {
+        if (r.err || e->state > LV_EXPIRED || e->id == 0 || e->id >= lv->next_id || e->period < 0) {
             set_err(errstr, errstr_size, "liveness state: bad entry");
             goto fail;
         }

@@ -6,20 +6,109 @@
  * wall clock is read. Each object is per Kafka partition; none is thread-safe.
  *
  * Gateway liveness (one vc_liveness per partition)
- *   - The partition's clock is the largest ts_ms seen so far in it.
- *   - Any event of (gateway_id, gateway_epoch) is a sign of life.
- *   - A gateway whose last sign of life is more than timeout_ms behind the
- *     clock (clock - last_seen > timeout_ms) is expired: all its viewers in
- *     that partition leave in one step (reason "gateway lost").
+ *   - A gateway epoch is expired ("gateway lost": all its viewers in that
+ *     partition leave in one step) when it has shown no sign of life for more
+ *     than timeout_ms on the partition's LIVE CLOCK (below). Any event of
+ *     (gateway_id, gateway_epoch) is a sign of life.
  *   - A gateway_id seen with a newer epoch has restarted: the older epoch is
  *     gone at once (reason "gateway restarted"), and later events of an older
  *     epoch are stale (the caller ignores them).
  *   - An expired (timed out) epoch that shows a sign of life again is alive
  *     again from that event on, with the same id; its viewers were removed
- *     when it expired and count again only when they join again.
- *   Order inside vc_liveness_observe(): advance the clock, expire, then record
- *   the event's sign of life. So an event whose own ts pushes the clock over
- *   its gateway's bound expires that gateway first and then revives it.
+ *     when it expired and count again only when they join again (or its next
+ *     sync snapshot lists them).
+ *
+ *   Why a live clock, and not simply the largest ts_ms seen (the rule before
+ *   2026-11-25): during a broker outage every gateway keeps producing into
+ *   its librdkafka queue. When the broker is back, the queues reach the
+ *   partition one after the other: gateway A's whole backlog (ts T0..T0+outage)
+ *   first, then gateway B's. Measured by max(ts_ms), A's backlog moved the
+ *   clock past B's last heartbeat + timeout, and B was declared lost although
+ *   its own heartbeats were right behind in the log. A rule that only reads
+ *   the log cannot tell that B from a gateway killed at T0: the log up to the
+ *   end of A's backlog is the same in both cases (A alone, heartbeating every
+ *   period, for the length of the outage). What differs is only what the
+ *   producers knew: during the outage nothing of theirs was delivered. So the
+ *   rule needs the producers' help, and it asks for the smallest one that
+ *   keeps the event contract as it is:
+ *
+ *     A gateway does not queue heartbeats behind undelivered messages: a
+ *     heartbeat says "alive now", and delivered late it would say it about a
+ *     past moment, as if it were now. While a partition has had messages of
+ *     the gateway outstanding without any acknowledgement for a while (1 s,
+ *     or the heartbeat period if shorter), the gateway skips its heartbeats
+ *     to that partition; joins, leaves and syncs are queued as always.
+ *     (The gateway's side of this is its producer, gateway/producer.c; until
+ *     it does this, the rule behaves as described for "producers that still
+ *     queue heartbeats" below.)
+ *
+ *   The LIVE CLOCK then ticks with heartbeats only. A heartbeat newer than
+ *   every earlier heartbeat of the partition advances it by the gap since the
+ *   newest earlier one, but by at most 1.5 times its own gateway's last
+ *   heartbeat period in this partition (all of the gap while that period is
+ *   unknown: the gateway's first heartbeat in the partition, or the first
+ *   after a restart or after loading a version-1 state). A longer gap is time
+ *   in which no heartbeat reached the partition: an outage, or every gateway
+ *   dead. Silence across such a gap proves nothing about anyone, so it counts
+ *   1.5 periods, not its length. A backlog of joins and leaves does not move
+ *   the live clock at all.
+ *
+ *   Each sign of life is dated where it stands in the log: the live clock at
+ *   that event, plus how far the event's ts_ms is past the partition's newest
+ *   heartbeat (an event between two heartbeats), capped like a heartbeat's
+ *   tick and by timeout_ms. An event delivered late (ts_ms below the newest
+ *   heartbeat) is a sign of life NOW: whoever appended it was alive to send
+ *   it. (Before, such an event revived its expired gateway with last_seen =
+ *   its old ts_ms, so the gateway's next late event expired it again: a
+ *   backlog made its gateway flap, each flap removing its viewers.)
+ *
+ *   What this decides:
+ *   - A gateway that dies (kill -9: no more events at all) while others
+ *     heartbeat: the live clock ticks with their heartbeats at their period
+ *     (gaps are not capped), and the dead one is lost at the first
+ *     heartbeat that puts more than timeout_ms between it and its last sign
+ *     of life, and not before. The live clock never advances more than event
+ *     time does, so capping a gap can only make an expiry later, not earlier.
+ *   - A broker outage, with the gateways' heartbeat skipping: the backlogs
+ *     hold joins/leaves (and at most the first second of heartbeats). At the
+ *     first heartbeat after it the live clock moves by 1.5 periods at most,
+ *     and a gateway whose backlog arrives within timeout - 1.5 periods -
+ *     1 s of the partition's heartbeats after that keeps its viewers.
+ *   - A gateway that dies during an outage: its queue died with it. After the
+ *     outage the live clock ticks with the others' heartbeats and it is lost
+ *     timeout_ms (less at most 1.5 periods) after the partition is live again.
+ *   - With producers that still queue heartbeats (gateways before this rule):
+ *     the backlog's heartbeats tick the live clock as they did the old clock,
+ *     so a gateway behind another's backlog longer than timeout_ms is still
+ *     lost, but once: its own late events revive it and it stays alive.
+ *   - A lone gateway cannot time itself out by a gap in its own heartbeats
+ *     (it used to be expired and revived by its own first heartbeat after the
+ *     gap, its viewers removed although it was back).
+ *   - Old logs replay with these rules: a rebuild decides the same as a live
+ *     run of this code, which can differ from what the old rule decided live
+ *     (only where the old rule flapped, or expired across a heartbeat gap).
+ *   - Known gap: a gateway whose period is not known yet (its first
+ *     heartbeat in the partition, e.g. one that started or restarted during
+ *     the outage) ticks the live clock by the whole gap once, and can then
+ *     expire a gateway whose backlog has not arrived yet.
+ *   Considered and not chosen:
+ *   - A watermark over the gateways (expire G only when other gateways have
+ *     moved past G's last heartbeat + timeout): with two gateways, "A's
+ *     backlog first" and "B killed, A alone" are the same log, and the
+ *     gateway_kill case must still lose B.
+ *   - Undoing a wrong expiry when the gateway's late events show it never
+ *     was silent: the aggregator deletes the viewers of a lost gateway and
+ *     the sink ends their sessions; both would have to keep them (and the
+ *     counts would still dip meanwhile).
+ *   - A new optional field in the event (e.g. how long the producer's oldest
+ *     undelivered message had waited): as good, but a new writer schema
+ *     (fingerprint, codec, registration of the old schema in every reader)
+ *     for what skipping a heartbeat says without one.
+ *   Non-heartbeat events never expire anyone (they do not move the live
+ *   clock); the first event of the partition starts every clock.
+ *
+ *   Order inside vc_liveness_observe(): tick the live clock (heartbeats),
+ *   expire, then record the event's sign of life.
  *
  * Sync snapshot assembly (one vc_sync_asm per partition)
  *   A snapshot (gateway_id, gateway_epoch, stream_id, snapshot_id) arrives as
@@ -87,12 +176,17 @@ int vc_liveness_observe(vc_liveness *lv, const vc_event *ev, vc_liveness_verdict
 
 /* The partition's event-time clock (max ts_ms seen; INT64_MIN before any). */
 int64_t vc_liveness_clock(const vc_liveness *lv);
+/* The live clock that silence is measured on (see above; INT64_MIN before
+ * any event). It never runs ahead of vc_liveness_clock(). */
+int64_t vc_liveness_live_clock(const vc_liveness *lv);
 /* Number of epochs currently alive (not expired, not superseded). */
 size_t vc_liveness_alive(const vc_liveness *lv);
 
 /* Serialise the whole state (for checkpoints). Returns the number of bytes the
  * state needs; writes it into buf only when it fits in size (call with size 0
- * to ask). The format is versioned and portable (little-endian). */
+ * to ask). The format is versioned and portable (little-endian): "VCL2"
+ * (with the live clock); vc_liveness_load() also reads "VCL1", the format
+ * before it. */
 size_t vc_liveness_save(const vc_liveness *lv, uint8_t *buf, size_t size);
 /* Rebuild a state saved by vc_liveness_save(). Returns NULL and fills errstr
  * when the bytes are not a valid saved state. len 0 gives a fresh state with

@@ -3,22 +3,22 @@
 #
 # One end-to-end case: a private full stack (Redis Cluster, MariaDB writer +
 # replica, the broker, 2 gateways, the aggregator, the sink) from BUILD_DIR on
-# PORT_BASE, vc-loadgen as the viewers and the ground truth, and a fault
-# injected while it runs (vc-loadgen --at). Passes when every checkpoint
-# converged exactly (pushed counts, GET /api/streams/<id> on every gateway
-# and Redis all equal the truth), the fault really happened, no per-viewer
-# state is left in Redis after everyone left, and no service reported a
-# sanitizer error. The stack is torn down however the case ends.
-#
-# After the load, every viewer has left: the database must hold exactly one
-# user_sessions row per connection the loadgen established (per stream; fewer
-# only where a killed gateway lost events it had not sent yet), and every
-# stream's current_viewers row must come back to 0.
-#
-# Cases: steady, gateway_kill, gateway_term, services (aggregator kill -9,
-#        sink kill -9, MariaDB restart, one after the other), redis (master
-#        kill -9, then FLUSHALL on every master and a rebuild), broker (the
-#        partition leader broker 1 down for 30 s)
+# PORT_BASE, vc-loadgen as the viewers and the ground truth, and one fault
+# injected while it runs (vc-loadgen --at). Passes when
+#  - every checkpoint converged exactly (pushed counts, GET /api/streams/<id>
+#    on every gateway and Redis all equal the truth), and the fault happened;
+#  - nothing is left over after everyone left: every stream's count is 0, no
+#    rank entry and no per-viewer key in Redis (check.py redis), one finished
+#    user_sessions row per connection the loadgen established (fewer only
+#    where a killed gateway lost events it had not sent yet), every
+#    current_viewers row back to 0;
+#  - the database equals, row by row, that of a run without the fault over
+#    the same log: a second sink from the beginning of the topic into a fresh
+#    database (refsink.sh, check.py db-compare);
+#  - no service reported a sanitizer error.
+# It writes the case's result (recovery time, checks) to
+# BUILD_DIR/tests/e2e-work/results/CASE.json (tests/e2e/table.py). The stack
+# is torn down however the case ends. Cases: see tests/e2e/README.md.
 set -euo pipefail
 
 BUILD=$(realpath "${1:?usage: e2e.sh BUILD_DIR PORT_BASE CASE}")
@@ -54,6 +54,7 @@ done
 
 cleanup() {
     local rc=$?
+    "$REPO/tests/e2e/refsink.sh" stop >/dev/null 2>&1 || true
     "$STACK" down >/dev/null 2>&1 || true
     exit $rc
 }
@@ -61,19 +62,34 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 REPORT=$VC_STACK_DIR/report.json
+CHECK=$REPO/tests/e2e/check.py
+# Each case's result (JSON), kept across runs for tests/e2e/table.py.
+RESULTS=$BUILD/tests/e2e-work/results
 
 S="$STACK"
+F=$REPO/tests/e2e/fault.sh
 # Common load: a few hundred viewers (the services run under ASan here).
 common=(--seed 7 --streams 30 --zipf 1.0 --tabs-fraction 0.3 --refresh-fraction 0.2 --progress 5
         --report "$REPORT")
 # expect: python expressions over the report r that must all hold.
 expect=("r['result'] == 'pass'" "all(c['exit'] == 0 for c in r['commands'])"
         "r['leftover_keys'] == 0" "r['totals']['connections_established'] >= r['config']['viewers']")
+# The recovery time of a case (tests/e2e/README.md):
+#   rec=(counts FROM CP): the fault starts at load time FROM; the checkpoint
+#     CP (1 s later) pauses the model and waits until every count equals the
+#     truth: recovery = CP's load time - FROM + CP's wait (an upper bound, to
+#     the checkpoint's 0.5 s evaluation step).
+#   rec=(db): fault.sh measures until the database holds everything produced
+#     before the fault (recovery.db).
+#   rec=(none): no fault.
+# Each fault case checks convergence just before its fault too (t=4).
 case $CASE in
 steady)
     # Churn (mean watch 20 s), two-tab users, refreshes and a spike: a star
     # goes live and 400 viewers arrive within 4 s.
-    args=(--viewers 800 --churn-seconds 20 --spike 400:4 --spike-at 8 --duration 30 --checkpoints 15
+    fault="none (churn, two tabs, refreshes, a spike of 400 viewers in 4 s)"
+    rec=(none)
+    args=(--viewers 800 --churn-seconds 20 --spike 400:4 --spike-at 6 --duration 18 --checkpoints 12
           --converge-timeout 20)
     expect+=("r['totals']['refreshes'] > 0" "r['totals']['sessions_ended'] > r['config']['viewers']"
              "r['streams'][-1]['truth_peak'] >= 300" "r['totals']['connections_lost'] == 0")
@@ -82,8 +98,10 @@ gateway_kill)
     # kill -9 gateway 1: its viewers reconnect to gateway 0 and count once;
     # gateway 1's entries expire (8 s) and the counts equal the truth. Then
     # it comes back and takes new viewers again.
-    args=(--viewers 500 --churn-seconds 60 --duration 32 --checkpoints 5,22 --converge-timeout 30
-          --at "7:$S kill gateway 1" --at "23:$S start gateway 1")
+    fault="kill -9 gateway 1 (8 s liveness timeout), restarted after recovery"
+    rec=(counts 5 t=6)
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 30
+          --at "5:$S kill gateway 1" --at "7:$S start gateway 1")
     expect+=("r['totals']['connections_lost'] > 0" "len(r['commands']) == 2")
     ;;
 gateway_term)
@@ -92,42 +110,72 @@ gateway_term)
     # so the counts can only converge in time through the emitted leaves,
     # not through the expiry of the gateway.
     export VC_GATEWAY_TIMEOUT_MS=60000
-    args=(--viewers 500 --churn-seconds 60 --duration 30 --checkpoints 5,18 --converge-timeout 25
-          --at "7:$S stop gateway 1" --at "19:$S start gateway 1")
+    fault="SIGTERM gateway 1 (60 s liveness timeout: only its leaves can fix the counts)"
+    rec=(counts 5 t=6)
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 25
+          --at "5:$S stop gateway 1" --at "7:$S start gateway 1")
     expect+=("r['totals']['lost_by_close_code'].get('1001', 0) > 0" "len(r['commands']) == 2")
     ;;
-services)
-    # One at a time, with a convergence check after each: kill -9 the
-    # aggregator and restart it (it resumes from Redis and its offsets);
-    # kill -9 the sink and restart it (exactly once: no session row lost or
-    # doubled); stop and restart the MariaDB writer (the sink retries).
-    args=(--viewers 500 --churn-seconds 30 --duration 36 --checkpoints 5,14,24 --converge-timeout 25
-          --at "6:$S kill aggregator 0" --at "8:$S start aggregator 0"
-          --at "16:$S kill sink" --at "18:$S start sink"
-          --at "26:$S stop mariadb" --at "29:$S start mariadb")
-    expect+=("len(r['commands']) == 6")
+aggregator_kill)
+    # kill -9 the aggregator and start it at once: it resumes from the offsets
+    # it stored in Redis with the counts (exactly once).
+    fault="kill -9 the aggregator, restarted at once"
+    rec=(counts 5 t=6)
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 25
+          --at "5:$F kill_restart aggregator 0")
+    expect+=("len(r['commands']) == 1")
     ;;
-redis)
+sink_kill)
+    # kill -9 the sink and start it at once: it resumes from its checkpoints
+    # and offsets in the database (exactly once: no row lost or doubled). The
+    # counts do not depend on it; the recovery is the database catching up.
+    fault="kill -9 the sink, restarted at once"
+    rec=(db)
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4 --converge-timeout 25
+          --at "5:$F sink_kill")
+    expect+=("len(r['commands']) == 1")
+    ;;
+redis_failover)
     # kill -9 a Redis master: its replica is promoted; the aggregator and the
     # gateways follow the new slot map and the counts are exact again. Then
-    # the node comes back (as a replica) and every master is flushed: the
-    # operator's rebuild (vc-aggregator rebuild, from checkpoints and the log)
-    # restores the exact counts.
-    args=(--viewers 500 --churn-seconds 30 --duration 34 --checkpoints 5,15,30 --converge-timeout 30
-          --at "6:$S kill redis 0" --at "16:$S start redis 0"
-          --at "20:$REPO/tests/e2e/fault.sh flushall_rebuild")
-    expect+=("len(r['commands']) == 3")
+    # the node comes back (as a replica).
+    fault="kill -9 Redis master 0 (its replica is promoted), restarted after recovery"
+    rec=(counts 5 t=6)
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 30
+          --at "5:$S kill redis 0" --at "7:$S start redis 0")
+    expect+=("len(r['commands']) == 2")
+    ;;
+redis_flushall)
+    # FLUSHALL on every master: the operator's rebuild (vc-aggregator rebuild,
+    # from its checkpoints and the log) restores the exact counts.
+    fault="FLUSHALL on every Redis master, vc-aggregator rebuild"
+    rec=(counts 5 t=6)
+    args=(--viewers 500 --churn-seconds 30 --duration 10 --checkpoints 4,6 --converge-timeout 30
+          --at "5:$F flushall_rebuild")
+    expect+=("len(r['commands']) == 1")
+    ;;
+mariadb_restart)
+    # Stop and start the MariaDB writer: the sink pauses, retries and
+    # resumes where its last committed flush ended.
+    fault="restart the MariaDB writer"
+    rec=(db)
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4 --converge-timeout 25
+          --at "5:$F mariadb_restart")
+    expect+=("len(r['commands']) == 1")
     ;;
 broker)
     # The broker leading some of the events partitions is down for 30 s: the
     # gateways hold the events of those partitions, viewers keep watching,
-    # and after it comes back every count is exact. The liveness timeout is
-    # the production one (90 s) here: after the outage the gateways' backlogs
-    # reach a partition one after the other, and with a timeout shorter than
-    # the outage the first backlog's clock expires the other gateway.
+    # and after it comes back every count is exact (recovery counted from
+    # its return). The liveness timeout is the production one (90 s) here:
+    # after the outage the gateways' backlogs reach a partition one after the
+    # other, and with a timeout shorter than the outage the first backlog's
+    # clock expires the other gateway (being fixed in the liveness rule).
     export VC_GATEWAY_TIMEOUT_MS=90000
-    args=(--viewers 500 --churn-seconds 60 --duration 46 --checkpoints 5,42 --converge-timeout 30
-          --at "6:$S broker down 1" --at "36:$S broker up 1")
+    fault="broker 1 (leader of some partitions) down for 30 s"
+    rec=(counts 35 t=36)
+    args=(--viewers 500 --churn-seconds 30 --duration 40 --checkpoints 4,36 --converge-timeout 30
+          --at "5:$S broker down 1" --at "35:$S broker up 1")
     expect+=("len(r['commands']) == 2")
     ;;
 *)
@@ -142,6 +190,10 @@ if [[ -n ${VC_E2E_GATEWAY_TIMEOUT_MS:-} ]]; then export VC_GATEWAY_TIMEOUT_MS=$V
 # old database (the sink's) would point into another run's topic.
 "$STACK" down >/dev/null 2>&1 || true # an earlier run that was interrupted
 rm -rf "$VC_STACK_DIR"
+mkdir -p "$RESULTS"
+rm -f "$RESULTS/$CASE.json"
+t_case=$SECONDS
+mark() { echo "# [$((SECONDS - t_case))s] $*"; }
 "$STACK" up
 set -a
 # shellcheck disable=SC1090
@@ -149,9 +201,9 @@ source <("$STACK" env)
 set +a
 REPORT=$VC_STACK_DIR/report.json
 rm -f "$REPORT"
-echo "# e2e $CASE: vc-loadgen ${args[*]}"
+mark "e2e $CASE: vc-loadgen ${args[*]}"
 rc=0
-timeout -k 5 170 "$LG" "${common[@]}" "${args[@]}" || rc=$?
+timeout -k 5 120 "$LG" "${common[@]}" "${args[@]}" || rc=$?
 failed=0
 if ((rc != 0)); then
     echo "not ok - vc-loadgen exited $rc (mismatches above; report $REPORT)"
@@ -170,16 +222,40 @@ else
     echo "not ok - no report written"
     failed=1
 fi
-# The database after everyone left: one finished session per connection,
-# every current_viewers row back to 0 (bounded wait: buckets close every 5 s).
+if [[ ${rec[0]} == db && ! -s $VC_STACK_DIR/recovery.db ]]; then
+    echo "not ok - the database's recovery was not measured (fault.sh failed?)"
+    failed=1
+fi
+
+mark "load done"
+# Nothing left over in Redis after everyone left (generic: every master,
+# every vc key; see check.py).
+if python3 "$CHECK" redis "$VC_STACK_DIR/redis-leftovers.json"; then
+    echo "ok - nothing left over in Redis"
+else
+    echo "not ok - per-viewer state or counts left in Redis after everyone left"
+    failed=1
+fi
+
+# The reference run: a second sink from the beginning of the same log into a
+# fresh database (refsink.sh). Started now, it catches up while the checks
+# below wait for the case's own sink.
+if ! "$REPO/tests/e2e/refsink.sh" start; then
+    echo "not ok - the reference sink did not start"
+    failed=1
+fi
+
+# The database after everyone left: one finished session per connection (so
+# no session is left open), every current_viewers row back to 0 (bounded
+# wait: buckets close every 5 s of event time).
 if [[ -s $REPORT ]]; then
     lo=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(r['streams'][0]['stream'])" "$REPORT")
     hi=$(python3 -c "import json, sys; r = json.load(open(sys.argv[1])); print(r['streams'][-1]['stream'])" "$REPORT")
     db_state() {
         "$STACK" mysql writer -N -B -e "
             SELECT 's', stream_id, COUNT(*) FROM user_sessions WHERE stream_id BETWEEN $lo AND $hi GROUP BY stream_id;
-            SELECT 'c', stream_id, viewer_count FROM current_viewers WHERE stream_id BETWEEN $lo AND $hi;
-            SELECT 'r', leave_reason, COUNT(*) FROM user_sessions WHERE stream_id BETWEEN $lo AND $hi GROUP BY leave_reason"
+            SELECT 'c', stream_id, viewer_count FROM current_viewers;
+            SELECT 'r', leave_reason, COUNT(*) FROM user_sessions GROUP BY leave_reason"
     }
     # db_compare MODE: exact (rows == connections) or atmost (a killed
     # gateway may have lost events it had not produced yet).
@@ -208,10 +284,11 @@ for s in r['streams']:
         wrong = got > want + unk or (want > 0 and got == 0)
     if wrong:
         bad.append(f"stream {s['stream']}: {got} user_sessions rows, {want} connections (+{unk} unknown)")
-    if current.get(s['stream'], 0) != 0:
-        bad.append(f"stream {s['stream']}: current_viewers.viewer_count {current[s['stream']]}, truth 0")
     if want > 0 and s['stream'] not in current:
         bad.append(f"stream {s['stream']}: no current_viewers row")
+for sid, n in sorted(current.items()):
+    if n != 0:
+        bad.append(f"stream {sid}: current_viewers.viewer_count {n}, truth 0")
 print(f"user_sessions: {sum(rows.values())} rows for {sum(s['connections'] for s in r['streams'])} connections; reasons {reasons}")
 for b in bad[:20]:
     print("  " + b)
@@ -221,12 +298,12 @@ PY
     mode=exact
     [[ $CASE == gateway_kill ]] && mode=atmost
     t0=$SECONDS
-    deadline=$((SECONDS + 45))
+    deadline=$((SECONDS + 40))
     until out=$(db_compare $mode); do
         if ((SECONDS >= deadline)); then
             break
         fi
-        sleep 2
+        sleep 1
     done
     if db_compare $mode >/dev/null; then
         echo "ok - database after $((SECONDS - t0))s: $out"
@@ -237,14 +314,59 @@ PY
         failed=1
     fi
 fi
+
+# The database equals the reference run's, row by row. The gateways stop
+# first (they heartbeat into every partition), so that the log ends and both
+# sinks can reach its end; then both must have stored the end offsets.
+mark "stopping the gateways"
+for i in 0 1; do "$STACK" stop gateway $i >/dev/null 2>&1 || true; done
+mark "waiting for both sinks"
+t0=$SECONDS
+deadline=$((SECONDS + 45))
+caught=0
+while ((SECONDS < deadline)); do
+    if a=$(python3 "$CHECK" offsets "$VC_MYSQL_DB" vc-sink) &&
+        b=$(python3 "$CHECK" offsets vc_ref vc-sink-ref); then
+        caught=1
+        break
+    fi
+    sleep 0.5
+done
+if ((caught)); then
+    echo "ok - both sinks at the end of the log after $((SECONDS - t0))s"
+    if python3 "$CHECK" db-compare "$VC_MYSQL_DB" vc_ref "$VC_STACK_DIR/db-compare.json"; then
+        echo "ok - the database equals the reference run's (same log, no fault)"
+    else
+        echo "not ok - the database differs from the reference run's (DIFF lines above: value vs reference)"
+        failed=1
+    fi
+else
+    echo "not ok - the sinks did not reach the end of the log within 45 s (case: ${a:-?}, reference: ${b:-?})"
+    tail -n 5 "$VC_STACK_DIR/log/sink-ref.log" 2>/dev/null
+    failed=1
+fi
+"$REPO/tests/e2e/refsink.sh" stop || true
+mark "compared"
+
 # Sanitizer findings in any service.
 if grep -l -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$VC_STACK_DIR"/log/*.log 2>/dev/null; then
     echo "not ok - a service reported a sanitizer error (logs above)"
     grep -h -A20 -E 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$VC_STACK_DIR"/log/*.log | head -60
     failed=1
 fi
+
+# The case's result (tests/e2e/table.py collects them into the README's table).
+python3 "$CHECK" result "$RESULTS/$CASE.json" "$CASE" "$fault" "$REPORT" "${rec[0]}" "${rec[1]:-0}" \
+    "${rec[2]:-}" "$VC_STACK_DIR/recovery.db" "$VC_STACK_DIR/redis-leftovers.json" \
+    "$VC_STACK_DIR/db-compare.json" $((failed ? 0 : 1)) $((SECONDS - t_case)) || true
+python3 -c "
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f\"# recovery: {r['recovery_seconds']} s ({r['recovery_kind']}); counts exact: {r['counts_exact']}; \"
+      f\"db equal: {r['db_equal']}; leftovers: {r['leftovers']}; {r['wall_seconds']} s\")" "$RESULTS/$CASE.json" || true
+
 if ((failed)); then
-    for c in gateway-0 gateway-1 aggregator-0 sink; do
+    for c in gateway-0 gateway-1 aggregator-0 sink sink-ref; do
         [[ -f $VC_STACK_DIR/log/$c.log ]] || continue
         echo "--- last lines of $c.log"
         tail -n 15 "$VC_STACK_DIR/log/$c.log"

@@ -46,6 +46,7 @@ struct lg_sock {
     lg_tab *tab;       /* NULL once the controller closed the tab */
     int64_t stream;    /* the stream it asked for */
     int dead;          /* closed; freed after the current epoll batch */
+    int on_open;       /* on the open list (no deadline), else on the timed list */
     lg_sock *prev, *next;
     int64_t t0_us, deadline_ms;
     int pollout;
@@ -60,8 +61,10 @@ typedef struct {
     int ep;
     lg_tab *tabs;
     uint32_t ntabs;
-    lg_sock *socks;
+    lg_sock *socks;     /* connecting, handshaking or closing: they have a deadline */
+    lg_sock *open_socks; /* open: no deadline, so the timers never walk them */
     size_t nsocks;
+    int any_retry;      /* some tab may have a retry scheduled */
     lg_sock *graveyard; /* closed socks, freed after the epoll batch (linked by next) */
     lg_rng rng;
     uint32_t src_rr;
@@ -200,6 +203,31 @@ static void sock_events(worker *w, lg_sock *s, int pollout)
     epoll_ctl(w->ep, EPOLL_CTL_MOD, s->fd, &ev);
 }
 
+static void sock_unlink(worker *w, lg_sock *s)
+{
+    lg_sock **head = s->on_open ? &w->open_socks : &w->socks;
+
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void sock_link(worker *w, lg_sock *s, int on_open)
+{
+    lg_sock **head = on_open ? &w->open_socks : &w->socks;
+
+    s->on_open = on_open;
+    s->prev = NULL;
+    s->next = *head;
+    if (*head)
+        (*head)->prev = s;
+    *head = s;
+}
+
 /* Close s at once; its memory is freed after the current epoll batch, whose
  * later events may still point at it (a command or a timer can close any
  * connection). */
@@ -211,15 +239,9 @@ static void sock_free(worker *w, lg_sock *s)
     epoll_ctl(w->ep, EPOLL_CTL_DEL, s->fd, NULL);
     close(s->fd);
     s->fd = -1;
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        w->socks = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+    sock_unlink(w, s);
     w->nsocks--;
     s->dead = 1;
-    s->prev = NULL;
     s->next = w->graveyard;
     w->graveyard = s;
 }
@@ -245,6 +267,7 @@ static void schedule_retry(worker *w, lg_tab *t, int from_gw)
     t->fails++;
     t->gw = (from_gw + 1) % w->c->ngw;
     t->retry_at = now_ms() + backoff;
+    w->any_retry = 1;
 }
 
 /* The connection of a wanted tab failed or went away: report, retry. */
@@ -331,10 +354,7 @@ static void tab_connect(worker *w, lg_tab *t)
     s->state = S_CONNECTING;
     s->t0_us = now_us();
     s->deadline_ms = s->t0_us / 1000 + c->handshake_timeout_ms;
-    s->next = w->socks;
-    if (w->socks)
-        w->socks->prev = s;
-    w->socks = s;
+    sock_link(w, s, 0);
     w->nsocks++;
     t->s = s;
     setsockopt(s->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
@@ -387,6 +407,8 @@ static void tab_detach(worker *w, lg_tab *t)
         }
         s->state = S_CLOSING;
         s->deadline_ms = now_ms() + CLOSE_GRACE_MS;
+        sock_unlink(w, s);
+        sock_link(w, s, 0);
     } else if (s->state == S_HANDSHAKE) {
         /* The request is out: the gateway may be counting this viewer
          * already. Let the handshake finish (then close it) so that every
@@ -522,6 +544,8 @@ static void sock_readable(worker *w, lg_sock *s)
             memmove(s->in, s->in + h, s->inlen - (size_t)h);
             s->inlen -= (size_t)h;
             s->state = S_OPEN;
+            sock_unlink(w, s);
+            sock_link(w, s, 1);
             if (s->tab) {
                 s->tab->established = 1;
                 s->tab->fails = 0;
@@ -537,6 +561,8 @@ static void sock_readable(worker *w, lg_sock *s)
                 }
                 s->state = S_CLOSING;
                 s->deadline_ms = now_ms() + CLOSE_GRACE_MS;
+                sock_unlink(w, s);
+                sock_link(w, s, 0);
             }
         }
         if (s->state == S_OPEN || s->state == S_CLOSING) {
@@ -619,11 +645,21 @@ static int read_cmds(worker *w)
 
 static void timers(worker *w, int64_t now)
 {
-    for (uint32_t i = 0; i < w->ntabs; i++) {
-        lg_tab *t = &w->tabs[i];
+    /* Walk the tabs only while a retry may be scheduled, and only the
+     * sockets that have a deadline: a worker holds ~17,000 open ones in the
+     * headline run, and this runs 20 times a second. */
+    if (w->any_retry) {
+        w->any_retry = 0;
+        for (uint32_t i = 0; i < w->ntabs; i++) {
+            lg_tab *t = &w->tabs[i];
 
-        if (t->want && t->s == NULL && t->retry_at && t->retry_at <= now)
-            tab_connect(w, t);
+            if (t->want && t->s == NULL && t->retry_at) {
+                if (t->retry_at <= now)
+                    tab_connect(w, t);
+                else
+                    w->any_retry = 1;
+            }
+        }
     }
     for (lg_sock *s = w->socks, *next; s; s = next) {
         next = s->next;
@@ -731,6 +767,8 @@ int lg_worker_run(const lg_worker_conf *c)
     }
     while (w.socks)
         sock_free(&w, w.socks);
+    while (w.open_socks)
+        sock_free(&w, w.open_socks);
     bury(&w);
     for (uint32_t i = 0; i < w.ntabs; i++)
         free(w.tabs[i].token);

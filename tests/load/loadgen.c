@@ -33,7 +33,7 @@
 #include "lg_worker.h"
 #include "vc_redis.h"
 
-#define MAX_WORKERS 32
+#define MAX_WORKERS 128
 #define MAX_AT 16
 #define MAX_CHECKPOINTS 32
 #define API_SRC ((127u << 24) | (9u << 16) | 1u) /* 127.9.0.1 */
@@ -60,12 +60,14 @@ typedef struct {
     const char *redis_nodes, *secret;
     int drain_check;
     double progress_s;
+    int arrival_by_stream;
 } options;
 
 typedef struct {
     int64_t user;
     int sidx;
     uint8_t active, pending, spike, tabs; /* tabs: bit 0 tab 1, bit 1 tab 2 */
+    uint8_t preset;                       /* sidx was chosen in advance (--arrival-by-stream) */
     double start_at, end_at, tab2_close_at, refresh_at;
 } session;
 
@@ -115,8 +117,16 @@ typedef struct {
     pid_t at_pid[MAX_AT];
     int at_started[MAX_AT], at_failed;
     int any_mismatch;
+    size_t ramp_next;     /* the first sessions start in index order: the next one */
+    int64_t spike_pending;
+    double active_due;    /* earliest churn/tab/refresh time of an active session */
     int quitting; /* workers were told to quit: their exit is expected */
 } lg;
+
+/* The slots of session i's tabs: consecutive sessions' first tabs land on
+ * consecutive workers (slot % workers), whatever the number of workers. */
+#define TAB1(g, i) ((uint32_t)(i))
+#define TAB2(g, i) ((uint32_t)((g)->nsess + (i)))
 
 static volatile sig_atomic_t stop_flag;
 
@@ -174,6 +184,8 @@ static void usage(FILE *out)
             "  --redis-nodes LIST     Redis Cluster nodes (default VC_REDIS_NODES)\n"
             "  --token-secret S       HS256 secret (default VC_TOKEN_SECRET)\n"
             "  --progress S           seconds between progress lines (default 1 on a terminal, else 5)\n"
+            "  --arrival-by-stream    the first viewers arrive stream after stream (same Zipf shares), so\n"
+            "                         that few streams change per tick while a large ramp fills (headline run)\n"
             "Exit status: 0 every check converged, 1 a mismatch or a failed --at command, 2 usage/setup.\n");
 }
 
@@ -296,6 +308,9 @@ static int parse_options(options *o, int argc, char **argv)
             exit(0);
         } else if (!strcmp(a, "--no-drain-check")) {
             o->drain_check = 0;
+            takes = 0;
+        } else if (!strcmp(a, "--arrival-by-stream")) {
+            o->arrival_by_stream = 1;
             takes = 0;
         } else if (v == NULL) {
             fprintf(stderr, "vc-loadgen: %s needs a value (see --help)\n", a);
@@ -670,7 +685,10 @@ static void session_start(lg *g, size_t i, double now)
     s->pending = 0;
     s->active = 1;
     s->user = g->next_user++;
-    s->sidx = s->spike ? g->nstreams - 1 : (int)lg_zipf_draw(&g->zipf, &g->rng);
+    if (s->preset)
+        s->preset = 0; /* its first stream was drawn in advance */
+    else
+        s->sidx = s->spike ? g->nstreams - 1 : (int)lg_zipf_draw(&g->zipf, &g->rng);
     s->end_at = o->churn_s > 0 ? now + lg_rng_exp(&g->rng, o->churn_s) : inf;
     s->tab2_close_at = inf;
     s->refresh_at = inf;
@@ -678,10 +696,10 @@ static void session_start(lg *g, size_t i, double now)
     truth_add(g, s->sidx, 1);
     g->sessions[s->sidx]++;
     g->session_starts++;
-    slot_open(g, (uint32_t)(2 * i), s->sidx, s->user);
+    slot_open(g, TAB1(g, i), s->sidx, s->user);
     if (lg_rng_unit(&g->rng) < o->tabs_fraction) {
         s->tabs |= 2;
-        slot_open(g, (uint32_t)(2 * i + 1), s->sidx, s->user);
+        slot_open(g, TAB2(g, i), s->sidx, s->user);
         /* Some close one of their two tabs before leaving: still watching. */
         if (o->churn_s > 0)
             s->tab2_close_at = now + lg_rng_exp(&g->rng, o->churn_s / 2);
@@ -691,6 +709,12 @@ static void session_start(lg *g, size_t i, double now)
 
         s->refresh_at = now + lg_rng_unit(&g->rng) * (span > 0 ? span : 1);
     }
+    if (s->end_at < g->active_due)
+        g->active_due = s->end_at;
+    if (s->tab2_close_at < g->active_due)
+        g->active_due = s->tab2_close_at;
+    if (s->refresh_at < g->active_due)
+        g->active_due = s->refresh_at;
 }
 
 static void session_end(lg *g, size_t i)
@@ -699,24 +723,40 @@ static void session_end(lg *g, size_t i)
 
     if (!s->active)
         return;
-    slot_close(g, (uint32_t)(2 * i));
-    slot_close(g, (uint32_t)(2 * i + 1));
+    slot_close(g, TAB1(g, i));
+    slot_close(g, TAB2(g, i));
     truth_add(g, s->sidx, -1);
     s->active = 0;
     g->session_ends++;
 }
 
+/* Starts, churn, second tabs and refreshes that are due. Called every few
+ * milliseconds: with a million sessions it must not walk them all each time,
+ * so the first sessions start through a cursor (their start times grow with
+ * the index), the spike's are scanned only while some are pending, and the
+ * active sessions only once the earliest of their due times has come. */
 static void schedule(lg *g, double now)
 {
+    size_t nramp = (size_t)g->o.viewers;
+
+    while (g->ramp_next < nramp && g->sess[g->ramp_next].start_at <= now) {
+        if (g->sess[g->ramp_next].pending)
+            session_start(g, g->ramp_next, now);
+        g->ramp_next++;
+    }
+    if (g->spike_pending > 0 && now >= g->o.spike_at)
+        for (size_t i = nramp; i < g->nsess; i++)
+            if (g->sess[i].pending && g->sess[i].start_at <= now) {
+                session_start(g, i, now);
+                g->spike_pending--;
+            }
+    if (now < g->active_due)
+        return;
+    g->active_due = 1e300;
     for (size_t i = 0; i < g->nsess; i++) {
         session *s = &g->sess[i];
 
-        if (s->pending) {
-            if (s->start_at <= now)
-                session_start(g, i, now);
-            continue;
-        }
-        if (!s->active)
+        if (s->pending || !s->active)
             continue;
         if (s->end_at <= now) {
             session_end(g, i);
@@ -725,13 +765,21 @@ static void schedule(lg *g, double now)
         }
         if ((s->tabs & 2) && s->tab2_close_at <= now) {
             s->tabs &= (uint8_t)~2u;
-            slot_close(g, (uint32_t)(2 * i + 1));
+            slot_close(g, TAB2(g, i));
         }
         if (s->refresh_at <= now) {
             s->refresh_at = 1e300;
             g->refreshes++;
-            slot_open(g, (uint32_t)(2 * i), s->sidx, s->user); /* same user, new connection */
+            slot_open(g, TAB1(g, i), s->sidx, s->user); /* same user, new connection */
         }
+        if (!s->active)
+            continue;
+        if (s->end_at < g->active_due)
+            g->active_due = s->end_at;
+        if ((s->tabs & 2) && s->tab2_close_at < g->active_due)
+            g->active_due = s->tab2_close_at;
+        if (s->refresh_at < g->active_due)
+            g->active_due = s->refresh_at;
     }
 }
 
@@ -1048,6 +1096,7 @@ static void write_report(lg *g, int leftover, const char *leftover_sample, long 
     json_object_set_new(cfg, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(cfg, "stream_base", json_integer(o->stream_base));
     json_object_set_new(cfg, "gateways", gws);
+    json_object_set_new(cfg, "arrival_by_stream", json_boolean(o->arrival_by_stream));
     for (int i = 0; i < 1024; i++)
         if (g->fail_codes[i]) {
             char k[16];
@@ -1146,6 +1195,33 @@ int main(int argc, char **argv)
             s->start_at = o->spike_at + o->spike_y * u * u; /* most arrive in the first seconds */
         }
     }
+    if (o->arrival_by_stream && o->viewers > 0) {
+        /* The same Zipf draws, sorted by stream (a counting sort): the
+         * first viewers fill the streams one after another. */
+        int64_t *per = calloc((size_t)g->nstreams + 1, sizeof(int64_t));
+        int *draw = calloc((size_t)o->viewers, sizeof(int));
+
+        if (per == NULL || draw == NULL) {
+            fprintf(stderr, "vc-loadgen: out of memory\n");
+            return 2;
+        }
+        for (int64_t i = 0; i < o->viewers; i++) {
+            draw[i] = (int)lg_zipf_draw(&g->zipf, &g->rng);
+            per[draw[i] + 1]++;
+        }
+        for (int k = 0; k < g->nstreams; k++)
+            per[k + 1] += per[k];
+        for (int64_t i = 0; i < o->viewers; i++) {
+            session *s = &g->sess[per[draw[i]]++];
+
+            s->sidx = draw[i];
+            s->preset = 1;
+        }
+        free(per);
+        free(draw);
+    }
+    g->spike_pending = o->spike_x;
+    g->active_due = 1e300;
     g->next_user = o->user_base;
     g->nw = o->workers ? o->workers : (int)((g->nslots * 6 / 10) / 15000 + 1);
     if (g->nw < 2)

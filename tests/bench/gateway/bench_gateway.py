@@ -2,7 +2,7 @@
 """Gateway benchmarks: idle-viewer memory, accept rate, fan-out, and the same
 memory and accept rate for Node.js + ws on the same machine in the same run.
 
-usage: bench_gateway.py BUILD_DIR [--viewers 19500] [--loaders 2] [--node-modules DIR]
+usage: bench_gateway.py BUILD_DIR [--viewers 19500] [--loaders 2] [--gateways 1] [--pin] [--node-modules DIR]
 Needs the local stack's environment (deploy/local/stack env) and a build
 without sanitizers. Prints one JSON object per measurement and a summary."""
 import argparse
@@ -72,8 +72,25 @@ def murmur2(data):
     return h
 
 
-def load(build, ports, n, loaders, stream, token, hold, marker=""):
-    """Run the loaders (loader i to ports[i % len(ports)]); returns their processes once all are connected."""
+def pinned_to(cpu):
+    """Command prefix that runs a process (all its threads) on one CPU; cpu None: no prefix."""
+    return [] if cpu is None else ["taskset", "-c", str(cpu % os.cpu_count())]
+
+
+def loader_cpu(i, gateways, pinned):
+    """With --pin, loader i shares the CPU of its gateway (i mod gateways) when
+    the gateways fill every CPU, else it takes the CPUs the gateways leave."""
+    if not pinned:
+        return None
+    ncpu = os.cpu_count()
+    if gateways >= ncpu:
+        return (i % gateways) % ncpu
+    return gateways + i % (ncpu - gateways)
+
+
+def load(build, ports, n, loaders, stream, token, hold, marker="", pinned=False):
+    """Run the loaders (loader i to ports[i % len(ports)]); returns their processes once all are
+    connected, and the CPU ticks (user + system) they had used by then."""
     procs, ready = [], []
     per = n // loaders
     for i in range(loaders):
@@ -85,15 +102,21 @@ def load(build, ports, n, loaders, stream, token, hold, marker=""):
                 "--inflight", "256"]
         if marker:
             args += ["--marker", marker]
-        procs.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                      env=dict(os.environ, GW_LOAD_READY=rf)))
+        procs.append(subprocess.Popen(pinned_to(loader_cpu(i, len(ports), pinned)) + args, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL, text=True, env=dict(os.environ, GW_LOAD_READY=rf)))
     deadline = time.monotonic() + 180
     while not all(os.path.exists(r) for r in ready) and time.monotonic() < deadline:
         time.sleep(0.05)
+    ticks = 0
+    for p in procs:
+        try:
+            ticks += cpu_ticks(p.pid)
+        except OSError:
+            pass
     for r in ready:
         if os.path.exists(r):
             os.unlink(r)
-    return procs
+    return procs, ticks
 
 
 def results(procs, timeout=120):
@@ -104,7 +127,7 @@ def results(procs, timeout=120):
     return out
 
 
-def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
+def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None, pinned=False):
     time.sleep(2)
     rss0 = sum(rss_kb(p) for p in pids)
     marker = ""
@@ -112,7 +135,9 @@ def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
         value = random.randint(100000, 999999)
         marker = f'"viewers":{value},'
     cpu0 = sum(cpu_ticks(p) for p in pids)
-    procs = load(build, ports, n, loaders, 424242, token, hold=60 if fanout_cb else 4, marker=marker)
+    load0 = os.getloadavg()[0]
+    procs, loader_ticks = load(build, ports, n, loaders, 424242, token, hold=60 if fanout_cb else 4, marker=marker,
+                               pinned=pinned)
     cpu1 = sum(cpu_ticks(p) for p in pids)
     time.sleep(3)
     rss1 = sum(rss_kb(p) for p in pids)
@@ -122,10 +147,12 @@ def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
     res = results(procs)
     gw_fanout = None
     if fanout_cb:
-        body = urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=10).read().decode()
-        for line in body.splitlines():
-            if line.startswith("vc_gateway_fanout_last_seconds "):
-                gw_fanout = round(float(line.split()[1]) * 1000)
+        # the gateway's own measure: from the count read to its last write, slowest process
+        for port in ports:
+            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            for line in body.splitlines():
+                if line.startswith("vc_gateway_fanout_last_seconds "):
+                    gw_fanout = max(gw_fanout or 0, round(float(line.split()[1]) * 1000))
     opened = sum(r["open"] for r in res)
     connect_ms = max(r["connect_ms"] for r in res)
     row = {"server": name, "processes": len(pids), "viewers": opened, "failed": sum(r["failed"] for r in res),
@@ -133,7 +160,10 @@ def measure(name, build, pids, ports, n, loaders, token, fanout_cb=None):
            "bytes_per_viewer": round((rss1 - rss0) * 1024 / max(opened, 1)),
            "accept_per_s": round(opened * 1000 / max(connect_ms, 1)),
            # server CPU (user + system, all its threads) per accepted viewer
-           "server_cpu_us_per_viewer": round((cpu1 - cpu0) * 1e6 / os.sysconf("SC_CLK_TCK") / max(opened, 1))}
+           "server_cpu_us_per_viewer": round((cpu1 - cpu0) * 1e6 / os.sysconf("SC_CLK_TCK") / max(opened, 1)),
+           # the load generators' CPU over the same phase (they share the machine)
+           "loader_cpu_us_per_viewer": round(loader_ticks * 1e6 / os.sysconf("SC_CLK_TCK") / max(opened, 1)),
+           "loadavg_1m": round(load0, 2), "pinned": pinned}
     if fanout_cb:
         marked = sum(r["marked"] for r in res)
         first = min(r["first_mark_ms"] for r in res if r["marked"])
@@ -151,6 +181,8 @@ def main():
     ap.add_argument("--loaders", type=int, default=2)
     ap.add_argument("--gateways", type=int, default=1, help="gateway processes, on ports PORT, PORT+1, ...")
     ap.add_argument("--node-modules", default=None)
+    ap.add_argument("--pin", action="store_true",
+                    help="pin gateway i to CPU i and each loader to its gateway's CPU (or to the CPUs the gateways leave)")
     base = int(os.environ.get("VC_PORT_BASE", "17000"))
     # Fixed ports outside the ephemeral range: the load leaves thousands of
     # TIME_WAIT sockets on ephemeral ports, which a "free" port may collide with.
@@ -173,7 +205,7 @@ def main():
         env = dict(os.environ, VC_GATEWAY_PORT=str(port), VC_GATEWAY_ID=f"gwbench-{os.getpid()}-{i}",
                    VC_MAX_CONNS_PER_IP="100000", VC_HANDSHAKES_PER_IP_PER_SEC="1000000",
                    VC_MAX_CONNECTIONS=str(a.viewers + 100), VC_GATEWAY_LOG_LEVEL="1")
-        gws.append(subprocess.Popen([gw_bin], env=env, stderr=subprocess.DEVNULL))
+        gws.append(subprocess.Popen(pinned_to(i if a.pin else None) + [gw_bin], env=env, stderr=subprocess.DEVNULL))
         ports.append(port)
     for port in ports:
         wait_http(port)
@@ -187,7 +219,8 @@ def main():
                         "status", "live"], check=True, capture_output=True)
         return t
 
-    rows = [measure("vc-gateway", a.build, [g.pid for g in gws], ports, a.viewers, a.loaders, token, fanout)]
+    rows = [measure("vc-gateway", a.build, [g.pid for g in gws], ports, a.viewers, a.loaders, token, fanout,
+                    pinned=a.pin)]
     t0 = time.monotonic()
     for g in gws:
         g.send_signal(signal.SIGTERM)
@@ -199,11 +232,11 @@ def main():
     # Node.js + ws
     if a.node_modules:
         port = a.node_port
-        node = subprocess.Popen(["node", os.path.join(HERE, "ws_server.js")],
+        node = subprocess.Popen(pinned_to(0 if a.pin else None) + ["node", os.path.join(HERE, "ws_server.js")],
                                 env=dict(os.environ, PORT=str(port), NODE_PATH=a.node_modules),
                                 stderr=subprocess.DEVNULL)
         wait_http(port, "/")
-        rows.append(measure("node-ws", a.build, [node.pid], [port], a.viewers, a.loaders, token))
+        rows.append(measure("node-ws", a.build, [node.pid], [port], a.viewers, a.loaders, token, pinned=a.pin))
         node.send_signal(signal.SIGTERM)
         node.wait(timeout=10)
         g, n = rows[0], rows[1]

@@ -6,7 +6,16 @@
  * handshakes at a time, and reports the accept rate. Then it holds the
  * connections --hold seconds; with --marker it records when each connection
  * first receives a text containing the marker (fan-out timing) and reports
- * the first and last arrival (CLOCK_REALTIME ms). Output: one JSON line. */
+ * the first and last arrival (CLOCK_REALTIME ms). Output: one JSON line.
+ *
+ * A real RFC 6455 client handshake: a fresh random Sec-WebSocket-Key per
+ * connection, and the answer must be 101 with Upgrade: websocket,
+ * Connection: Upgrade and the Sec-WebSocket-Accept derived from that key
+ * (SHA-1, section 4.2.2); anything else counts as failed. It is kept cheap
+ * because it shares the CPU with the server it measures: the request is
+ * written right after connect() (on loopback the TCP handshake has completed
+ * by then; EPOLLOUT is only waited for when the write would block), so a
+ * connection costs one epoll_ctl and one wake-up for the answer. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -16,9 +25,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <openssl/sha.h>
+#include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 enum { C_CONNECTING, C_SENT, C_OPEN, C_DEAD };
 
@@ -26,8 +40,91 @@ typedef struct {
     int fd;
     uint8_t state;
     uint8_t marked;
-    uint16_t got;
+    char accept[29];            /* the Sec-WebSocket-Accept this connection's key asks for */
 } conn;
+
+static uint64_t rng_state;
+
+static uint64_t rng_next(void)
+{
+    /* xorshift64*: a fresh nonce per connection; seeded from getrandom(). */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+static size_t b64(const unsigned char *in, size_t len, char *out)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < len ? (uint32_t)in[i + 1] << 8 : 0) |
+                     (i + 2 < len ? in[i + 2] : 0);
+
+        out[o++] = t[v >> 18 & 63];
+        out[o++] = t[v >> 12 & 63];
+        out[o++] = i + 1 < len ? t[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < len ? t[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return o;
+}
+
+/* A new key written into the request at key_at; the expected accept into c. */
+static void new_key(conn *c, char *key_at)
+{
+    unsigned char raw[16], md[SHA_DIGEST_LENGTH];
+    char in[24 + sizeof(WS_GUID)];
+    uint64_t a = rng_next(), b = rng_next();
+
+    memcpy(raw, &a, 8);
+    memcpy(raw + 8, &b, 8);
+    b64(raw, 16, in); /* 24 characters */
+    memcpy(key_at, in, 24);
+    memcpy(in + 24, WS_GUID, sizeof(WS_GUID) - 1);
+    SHA1((const unsigned char *)in, 24 + sizeof(WS_GUID) - 1, md);
+    b64(md, sizeof(md), c->accept); /* 28 characters */
+}
+
+/* The value of header name (with the ": ") in the response head, or NULL. */
+static const char *header(const char *head, const char *name, size_t *len)
+{
+    size_t n = strlen(name);
+
+    for (const char *p = strstr(head, "\r\n"); p && p[2] != '\r'; p = strstr(p + 2, "\r\n")) {
+        if (!strncasecmp(p + 2, name, n)) {
+            const char *v = p + 2 + n, *e = strstr(v, "\r\n");
+
+            while (*v == ' ')
+                v++;
+            *len = e ? (size_t)(e - v) : strlen(v);
+            return v;
+        }
+    }
+    return NULL;
+}
+
+/* 0 when buf holds a complete, valid 101 answer for c (RFC 6455 4.1, the
+ * client's checks); else why not. */
+static const char *check_101(const conn *c, const char *buf)
+{
+    const char *v;
+    size_t len;
+
+    if (strncmp(buf, "HTTP/1.1 101 ", 13) != 0)
+        return "status is not 101";
+    if (strstr(buf, "\r\n\r\n") == NULL)
+        return "incomplete response head";
+    if ((v = header(buf, "upgrade:", &len)) == NULL || len != 9 || strncasecmp(v, "websocket", 9))
+        return "no Upgrade: websocket";
+    if ((v = header(buf, "connection:", &len)) == NULL || memmem(v, len, "pgrade", 6) == NULL)
+        return "no Connection: Upgrade";
+    if ((v = header(buf, "sec-websocket-accept:", &len)) == NULL || len != 28 || memcmp(v, c->accept, 28))
+        return "wrong Sec-WebSocket-Accept";
+    return NULL;
+}
 
 static int64_t now_ms(int clock)
 {
@@ -55,7 +152,7 @@ int main(int argc, char **argv)
     const char *stream = arg(argc, argv, "--stream", "1");
     const char *token = arg(argc, argv, "--token", "");
     const char *marker = arg(argc, argv, "--marker", "");
-    char req[4096], srcip[32], buf[4096];
+    char req[4096], srcip[32], buf[4096], *key_at;
     int reqlen, ep = epoll_create1(0), started = 0, open = 0, failed = 0, inflight = 0, marked = 0;
     conn *c = calloc((size_t)n, sizeof(*c));
     struct epoll_event evs[256];
@@ -69,9 +166,12 @@ int main(int argc, char **argv)
     snprintf(srcip, sizeof(srcip), "127.0.0.%d", src);
     reqlen = snprintf(req, sizeof(req),
                       "GET /ws?stream=%s%s%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Connection: Upgrade\r\nSec-WebSocket-Key: ________________________\r\n"
                       "Sec-WebSocket-Version: 13\r\n\r\n",
                       stream, token[0] ? "&token=" : "", token);
+    key_at = strstr(req, "Key: ") + 5;
+    if (getrandom(&rng_state, sizeof(rng_state), 0) != sizeof(rng_state) || rng_state == 0)
+        rng_state = (uint64_t)now_ms(CLOCK_REALTIME) * 2654435761u + (uint64_t)getpid();
     t0 = now_ms(CLOCK_MONOTONIC);
     deadline = t0 + 120000;
     while ((open + failed < n) && now_ms(CLOCK_MONOTONIC) < deadline) {
@@ -107,7 +207,21 @@ int main(int argc, char **argv)
                 started++;
                 continue;
             }
-            e.events = EPOLLOUT | EPOLLIN;
+            /* On loopback the handshake is done when connect() returns:
+             * write at once; wait for EPOLLOUT only if that would block. */
+            new_key(&c[started], key_at);
+            if (write(fd, req, (size_t)reqlen) == reqlen) {
+                c[started].state = C_SENT;
+                e.events = EPOLLIN;
+            } else if (errno == EAGAIN || errno == ENOTCONN) {
+                e.events = EPOLLOUT | EPOLLIN;
+            } else {
+                close(fd);
+                c[started].state = C_DEAD;
+                failed++;
+                started++;
+                continue;
+            }
             e.data.u32 = (uint32_t)started;
             epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e);
             started++;
@@ -120,6 +234,7 @@ int main(int argc, char **argv)
             if (x->state == C_CONNECTING && (evs[i].events & EPOLLOUT)) {
                 struct epoll_event e = {EPOLLIN, {.u32 = evs[i].data.u32}};
 
+                new_key(x, key_at);
                 if (write(x->fd, req, (size_t)reqlen) != reqlen) {
                     x->state = C_DEAD;
                     failed++;
@@ -131,17 +246,21 @@ int main(int argc, char **argv)
                 epoll_ctl(ep, EPOLL_CTL_MOD, x->fd, &e);
             } else if (x->state == C_SENT && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))) {
                 ssize_t r = read(x->fd, buf, sizeof(buf) - 1);
+                const char *why = r < 0 ? strerror(errno) : r == 0 ? "EOF" : NULL;
 
-                if (r <= 0 || strncmp(buf, "HTTP/1.1 101", 12) != 0) {
+                if (r > 0) {
+                    buf[r] = '\0';
+                    why = check_101(x, buf);
+                }
+                if (why) {
                     if (!failed)
-                        fprintf(stderr, "gw_load: handshake: %s\n", r < 0 ? strerror(errno) : r == 0 ? "EOF" : buf);
+                        fprintf(stderr, "gw_load: handshake: %s\n", why);
                     x->state = C_DEAD;
                     failed++;
                     inflight--;
                     close(x->fd);
                     continue;
                 }
-                buf[r] = '\0';
                 x->state = C_OPEN;
                 open++;
                 inflight--;

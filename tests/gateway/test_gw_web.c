@@ -1,0 +1,154 @@
+/* The web page's static files: what is served, what never is. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "web.h"
+
+static char root[64];
+
+static void write_file(const char *rel, const char *text)
+{
+    char path[256];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot create %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+static void setup(void)
+{
+    char path[256];
+
+    snprintf(root, sizeof(root), "/tmp/vc-web-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+    snprintf(path, sizeof(path), "%s/css", root);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    write_file("index.html", "<!doctype html><title>board</title>");
+    write_file("app.js", "console.log(1);");
+    write_file("css/site.css", "body{}");
+    write_file(".secret", "no");
+}
+
+static void teardown(void)
+{
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    cr_expect_eq(system(cmd), 0);
+}
+
+TestSuite(web, .init = setup, .fini = teardown);
+
+static gw_web_rc load(const char *path, char **body, size_t *len, int *ctype)
+{
+    return gw_web_load(root, path, body, len, ctype);
+}
+
+Test(web, index_and_typed_files)
+{
+    char *body;
+    size_t len;
+    int ctype = -1;
+
+    cr_assert_eq(load("/", &body, &len, &ctype), GW_WEB_OK);
+    cr_assert_str_eq(body, "<!doctype html><title>board</title>");
+    cr_assert_eq(len, strlen(body));
+    cr_assert_eq(ctype, GW_CT_HTML);
+    free(body);
+    cr_assert_eq(load("/app.js", &body, &len, &ctype), GW_WEB_OK);
+    cr_assert_eq(ctype, GW_CT_JS);
+    free(body);
+    cr_assert_eq(load("/css/site.css", &body, &len, &ctype), GW_WEB_OK);
+    cr_assert_eq(ctype, GW_CT_CSS);
+    cr_assert_str_eq(gw_content_types[ctype], "text/css; charset=utf-8");
+    free(body);
+}
+
+Test(web, never_outside_the_root_nor_hidden)
+{
+    const char *bad[] = {"/../etc/passwd", "/css/../index.html", "/.secret", "//index.html", "/css//site.css",
+                         "index.html", "/a b", "/%2e%2e/x", "/css/.", ""};
+    char *body;
+    size_t len;
+    int ctype;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_expect_eq(load(bad[i], &body, &len, &ctype), GW_WEB_BAD_PATH, "'%s' not refused", bad[i]);
+        cr_expect_null(body);
+    }
+}
+
+Test(web, missing_files_folders_and_no_root)
+{
+    char *body;
+    size_t len;
+    int ctype;
+
+    cr_expect_eq(load("/nope.html", &body, &len, &ctype), GW_WEB_NOT_FOUND);
+    cr_expect_eq(load("/css", &body, &len, &ctype), GW_WEB_NOT_FOUND, "a folder is not a file");
+    cr_expect_eq(load("/css/", &body, &len, &ctype), GW_WEB_NOT_FOUND, "no index.html in css/");
+    cr_expect_eq(gw_web_load("", "/", &body, &len, &ctype), GW_WEB_NOT_FOUND);
+    cr_expect_eq(gw_web_load(NULL, "/", &body, &len, &ctype), GW_WEB_NOT_FOUND);
+}
+
+Test(web, symlinks_are_not_followed)
+{
+    char link[256];
+
+    snprintf(link, sizeof(link), "%s/passwd.html", root);
+    cr_assert_eq(symlink("/etc/passwd", link), 0);
+    char *body;
+    size_t len;
+    int ctype;
+    cr_expect_eq(load("/passwd.html", &body, &len, &ctype), GW_WEB_NOT_FOUND);
+}
+
+Test(web, content_types_by_extension)
+{
+    cr_expect_eq(gw_web_ctype("a.html"), GW_CT_HTML);
+    cr_expect_eq(gw_web_ctype("x/a.svg"), GW_CT_SVG);
+    cr_expect_eq(gw_web_ctype("favicon.ico"), GW_CT_ICON);
+    cr_expect_eq(gw_web_ctype("README"), GW_CT_TEXT);
+    cr_expect_eq(gw_web_ctype("v1.0/README"), GW_CT_TEXT);
+}
+
+Test(web, peer_lists)
+{
+    cr_expect(gw_web_peers_ok(""));
+    cr_expect(gw_web_peers_ok(NULL));
+    cr_expect(gw_web_peers_ok("ws://127.0.0.1:20020/ws"));
+    cr_expect(gw_web_peers_ok("ws://127.0.0.1:20020/ws,wss://gw.example.com/ws"));
+    cr_expect_not(gw_web_peers_ok("http://127.0.0.1:20020/ws"), "not a WebSocket URL");
+    cr_expect_not(gw_web_peers_ok("ws://"), "no host");
+    cr_expect_not(gw_web_peers_ok("ws://a/ws,"), "empty entry");
+    cr_expect_not(gw_web_peers_ok(",ws://a/ws"), "empty entry");
+    cr_expect_not(gw_web_peers_ok("ws://a/ws, ws://b/ws"), "space");
+    cr_expect_not(gw_web_peers_ok("ws://a/\"ws"), "quote");
+    cr_expect_not(gw_web_peers_ok("ws://a/\\ws"), "backslash");
+}
+
+Test(web, config_json)
+{
+    char *j = gw_web_config_json("gw-1", 1, 1000, "ws://127.0.0.1:20020/ws,ws://127.0.0.1:20021/ws");
+
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"gateway\":\"gw-1\",\"anonymous\":true,\"tick_ms\":1000,"
+                        "\"ws\":[\"ws://127.0.0.1:20020/ws\",\"ws://127.0.0.1:20021/ws\"]}");
+    free(j);
+    j = gw_web_config_json("gw-0", 0, 250, "");
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"gateway\":\"gw-0\",\"anonymous\":false,\"tick_ms\":250,\"ws\":[]}");
+    free(j);
+    j = gw_web_config_json("gw-0", 0, 250, "ftp://x");
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"gateway\":\"gw-0\",\"anonymous\":false,\"tick_ms\":250,\"ws\":[]}",
+                     "an invalid list is never handed out");
+    free(j);
+}
