@@ -657,8 +657,10 @@ static void after_apply(agg_service *svc, int idle)
         atomic_store(&svc->m->state_connections, conns);
         atomic_store(&svc->m->state_streams, streams);
     }
-    if (!svc->rebuild_mode && list->cnt > 0)
-        rd_kafka_commit(svc->rk, list, 1); /* advisory: for lag tools only */
+    /* advisory, for lag tools only: at most once a second (a commit per
+     * batch of a few milliseconds only loads the broker) */
+    if (!svc->rebuild_mode && list->cnt > 0 && idle)
+        rd_kafka_commit(svc->rk, list, 1);
     rd_kafka_topic_partition_list_destroy(list);
 }
 
