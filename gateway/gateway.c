@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "service.h"
+#include "web.h"
 
 #define POLL_MS 20
 #define SWEEP_MS 1000
@@ -308,6 +309,14 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
     s->reader = gw_reader_new(&rc, errstr, errstr_size);
     if (s->reader == NULL)
         goto fail;
+    if (cfg->catalog_seconds > 0 && rc.mysql_host && rc.mysql_host[0]) {
+        gw_catalog_conf cc = {rc.mysql_host, rc.mysql_port, rc.mysql_user, rc.mysql_password, rc.mysql_db,
+                              cfg->catalog_seconds * 1000};
+
+        s->catalog = gw_catalog_new(&cc, errstr, errstr_size);
+        if (s->catalog == NULL)
+            goto fail;
+    }
 
     timers[0] = &s->t_poll;
     timers[1] = &s->t_tick;
@@ -365,6 +374,8 @@ void gw_service_destroy(gw_service *s)
     /* The reader calls lws_cancel_service(): stop it before the context goes. */
     gw_reader_destroy(s->reader);
     s->reader = NULL;
+    gw_catalog_destroy(s->catalog);
+    s->catalog = NULL;
     if (s->handles_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&s->t_poll, (uv_handle_t *)&s->t_tick,     (uv_handle_t *)&s->t_heartbeat,
                              (uv_handle_t *)&s->t_sync, (uv_handle_t *)&s->t_sweep,    (uv_handle_t *)&s->t_drain,

@@ -82,6 +82,9 @@ async function checkBoard(page, url, want, label, shotName) {
   });
   ok(done, `${label} lists the streams in the order of the truth`,
      done ? obs.rows.map((r) => `${r.stream}=${r.viewers}`).join(" ") : obs.diff);
+  const names = await page.$$eval("#rows tr td:nth-child(2) a", (as) => as.map((a) => a.textContent));
+  const titled = want.filter((t) => t.viewers > 0).every((t) => names.includes(t.title));
+  ok(titled, `${label} names the streams by their titles`, names.slice(0, 3).join(" | ") + " ...");
   await shot(page, shotName);
 }
 
@@ -142,6 +145,8 @@ async function pageState(page) {
     });
     ok(done, `stream ${top.stream} on gateway 1 shows the true count ${top.viewers} + this page = ${want}`,
        JSON.stringify(st));
+    const title = await page.textContent("h1");
+    ok(title === top.title, "the stream page shows the stream's title from the database", title);
     const canvasDrawn = await page.evaluate(() => {
       const c = document.getElementById("chart");
       const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
