@@ -154,6 +154,9 @@ static int listen_open(const gw_config *cfg, char *errstr, size_t errstr_size)
     a.sin_port = htons((uint16_t)cfg->port);
     a.sin_addr.s_addr = htonl(INADDR_ANY);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux): no
+     * setsockopt() per connection. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if ((cfg->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
         bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4096) != 0) {
         snprintf(errstr, errstr_size, "cannot listen on port %d: %s", cfg->port, strerror(errno));
@@ -180,7 +183,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
     (void)status;
     (void)events;
     for (int i = 0; i < ACCEPT_BATCH && !uv_is_closing((uv_handle_t *)&s->listen_poll); i++) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -190,7 +193,6 @@ static void on_readable(uv_poll_t *h, int status, int events)
             }
             return;
         }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (lws_adopt_socket_vhost(s->vh, fd) == NULL) /* lws closed fd */
             s->m.accept_errors++;
     }
