@@ -89,7 +89,7 @@ steady)
     # goes live and 400 viewers arrive within 4 s.
     fault="none (churn, two tabs, refreshes, a spike of 400 viewers in 4 s)"
     rec=(none)
-    args=(--viewers 800 --churn-seconds 20 --spike 400:4 --spike-at 6 --duration 18 --checkpoints 12
+    args=(--viewers 800 --churn-seconds 20 --spike 400:4 --spike-at 5 --duration 15 --checkpoints 10
           --converge-timeout 20)
     expect+=("r['totals']['refreshes'] > 0" "r['totals']['sessions_ended'] > r['config']['viewers']"
              "r['streams'][-1]['truth_peak'] >= 300" "r['totals']['connections_lost'] == 0")

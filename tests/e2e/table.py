@@ -86,9 +86,13 @@ def main():
     newest = max(os.path.getmtime(f) for f in files)
     when = datetime.datetime.fromtimestamp(newest, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     total = sum(r.get("wall_seconds", 0) for r in results)
-    command = command or f"ctest --test-dir {build} -L e2e; python3 tests/e2e/table.py {build} --update tests/e2e/README.md"
-    block = (f"{BEGIN}\n{t}\n\n{len(results)} cases, {total} s of case time in all (stack start and stop "
-             f"included; ctest's wall time is a little more). Run {when} on {machine()}, "
+    command = command or f"ctest --test-dir {build} -R '^e2e_'; python3 tests/e2e/table.py {build} --update tests/e2e/README.md"
+    block = (f"{BEGIN}\n{t}\n\nRecovery: for the counts, from the fault (for `broker`, from the broker's return) "
+             f"to the first check at which every count equalled the truth, an upper bound (the checkpoint "
+             f"starts 1 s after the fault and evaluates every 0.5 s); \"(database)\": from the fault until the "
+             f"sink had stored everything produced before it. Case time: from `stack up` to the end of the "
+             f"checks (the stack's stop comes on top).\n\n{len(results)} cases, {total} s of case time in all. "
+             f"Run {when} on {machine()}, "
              f"build with `-DVC_SANITIZE=ON` (ASan + UBSan), produced by\n`{command}`.\n{END}")
     print(block)
     if update:
