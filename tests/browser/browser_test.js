@@ -157,7 +157,14 @@ async function pageState(page) {
     ok(canvasDrawn > 0, "the chart is drawn", canvasDrawn + " painted pixels");
     await shot(page, "stream");
 
-    // 4: kill -9 the gateway under the page.
+    // A board loaded from gateway 1 too: it can only fetch from its own
+    // origin, so when gateway 1 is gone it must move itself to gateway 0.
+    const board1 = await context.newPage();
+    board1.on("pageerror", (e) => errors.push(e.message));
+    await board1.goto(args.gw1 + "/");
+    await board1.waitForSelector("#rows tr", { timeout: 15000 });
+
+    // 4: kill -9 the gateway under the pages.
     const t0 = Date.now();
     execSync(args.kill, { stdio: "inherit" });
     [done, st] = await until(10000, async () => {
@@ -167,6 +174,15 @@ async function pageState(page) {
     ok(done, "the page reconnected to gateway 0 after gateway 1 was killed", JSON.stringify(st));
     ok(st.states.includes("reconnecting"), "the page showed that it was reconnecting", st.states.join(" -> "));
     await shot(page, "stream-reconnected");
+    let moved;
+    [done, moved] = await until(20000, async () => {
+      const n = await board1.$$eval("#rows tr", (trs) => trs.length).catch(() => 0);
+      const live = await board1.$eval("#state", (e) => e.className.includes("live")).catch(() => false);
+      return [board1.url().startsWith(args.gw0 + "/") && n > 0 && live, { url: board1.url(), rows: n }];
+    });
+    ok(done, "the board loaded from gateway 1 moved itself to gateway 0 and shows the ranking", JSON.stringify(moved));
+    await shot(board1, "board-moved");
+    await board1.close();
     // Right after the reconnect the count may still include this page's
     // connection on the dead gateway (and, once the new join is applied, both):
     // the dead gateway's viewers leave the counts when the aggregator expires
