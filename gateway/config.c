@@ -59,6 +59,9 @@ static const vc_conf_opt opts[] = {
      "100", 1, 1000000, "handshake rate allowed from one IP (token bucket, burst 2x)"},
     {"web-root", "VC_GATEWAY_WEB_ROOT", VC_CONF_STR, F(web_root), "", 0, 0,
      "folder of the viewer web page served at / (e.g. gateway/web); empty: none"},
+    {"catalog-seconds", "VC_GATEWAY_CATALOG_SECONDS", VC_CONF_INT, F(catalog_seconds), "10", 0, 86400,
+     "how often the live streams' titles and categories are read from MariaDB for the web page "
+     "(GET /api/catalog); 0: no catalog"},
     {"peer-ws", "VC_GATEWAY_PEER_WS", VC_CONF_STR, F(peer_ws), "", 0, 0,
      "comma-separated ws:// or wss:// URLs of every gateway's /ws, handed to the web page (GET /api/config) "
      "so that it reconnects to another gateway; empty: the page's own origin only"},

@@ -39,6 +39,7 @@ typedef struct {
     int shutdown_seconds;
     int log_level;                /* lws log bitmask */
     char *web_root;               /* folder of the viewer web page; empty: none */
+    int catalog_seconds;          /* how often the page's catalog is read from MariaDB; 0: none */
     char *peer_ws;                /* comma-separated ws(s):// URLs of every gateway, for the page (/api/config) */
 } gw_config;
 

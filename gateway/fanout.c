@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 
@@ -59,9 +60,13 @@ static void *helper(void *arg)
 
 gw_fanout *gw_fanout_new(void)
 {
-    gw_fanout *f = calloc(1, sizeof(*f));
+    gw_fanout *f;
+    cpu_set_t cpus;
 
-    if (f == NULL)
+    /* A second thread only helps with a second CPU to run on. */
+    if (sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) < 2)
+        return NULL;
+    if ((f = calloc(1, sizeof(*f))) == NULL)
         return NULL;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);

@@ -21,8 +21,8 @@
 
 typedef struct gw_fanout gw_fanout;
 
-/* NULL on failure (no memory, no thread): gw_fanout_send() then does not
- * split. Destroy accepts NULL. */
+/* NULL when the process may run on one CPU only, or on failure (no memory,
+ * no thread): gw_fanout_send() then does not split. Destroy accepts NULL. */
 gw_fanout *gw_fanout_new(void);
 void gw_fanout_destroy(gw_fanout *f);
 

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "service.h"
+#include "web.h"
 
 #define POLL_MS 20
 #define SWEEP_MS 1000
@@ -153,6 +154,9 @@ static int listen_open(const gw_config *cfg, char *errstr, size_t errstr_size)
     a.sin_port = htons((uint16_t)cfg->port);
     a.sin_addr.s_addr = htonl(INADDR_ANY);
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY from the listener (Linux): no
+     * setsockopt() per connection. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if ((cfg->reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
         bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(fd, 4096) != 0) {
         snprintf(errstr, errstr_size, "cannot listen on port %d: %s", cfg->port, strerror(errno));
@@ -179,7 +183,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
     (void)status;
     (void)events;
     for (int i = 0; i < ACCEPT_BATCH && !uv_is_closing((uv_handle_t *)&s->listen_poll); i++) {
-        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC), one = 1;
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
@@ -189,7 +193,6 @@ static void on_readable(uv_poll_t *h, int status, int events)
             }
             return;
         }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         if (lws_adopt_socket_vhost(s->vh, fd) == NULL) /* lws closed fd */
             s->m.accept_errors++;
     }
@@ -308,6 +311,14 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
     s->reader = gw_reader_new(&rc, errstr, errstr_size);
     if (s->reader == NULL)
         goto fail;
+    if (cfg->catalog_seconds > 0 && rc.mysql_host && rc.mysql_host[0]) {
+        gw_catalog_conf cc = {rc.mysql_host, rc.mysql_port, rc.mysql_user, rc.mysql_password, rc.mysql_db,
+                              cfg->catalog_seconds * 1000};
+
+        s->catalog = gw_catalog_new(&cc, errstr, errstr_size);
+        if (s->catalog == NULL)
+            goto fail;
+    }
 
     timers[0] = &s->t_poll;
     timers[1] = &s->t_tick;
@@ -365,6 +376,8 @@ void gw_service_destroy(gw_service *s)
     /* The reader calls lws_cancel_service(): stop it before the context goes. */
     gw_reader_destroy(s->reader);
     s->reader = NULL;
+    gw_catalog_destroy(s->catalog);
+    s->catalog = NULL;
     if (s->handles_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&s->t_poll, (uv_handle_t *)&s->t_tick,     (uv_handle_t *)&s->t_heartbeat,
                              (uv_handle_t *)&s->t_sync, (uv_handle_t *)&s->t_sweep,    (uv_handle_t *)&s->t_drain,

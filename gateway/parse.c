@@ -88,6 +88,8 @@ gw_route gw_route_path(const char *path, int64_t *id)
         return GW_ROUTE_RANKING;
     if (!strcmp(path, "/api/config"))
         return GW_ROUTE_CONFIG;
+    if (!strcmp(path, "/api/catalog"))
+        return GW_ROUTE_CATALOG;
     if (!strncmp(path, streams, sizeof(streams) - 1))
         return gw_parse_id(path + sizeof(streams) - 1, id) ? GW_ROUTE_BAD_ID : GW_ROUTE_STREAM;
     return GW_ROUTE_NOT_FOUND;

@@ -31,6 +31,7 @@ typedef enum {
     GW_ROUTE_RANKING,       /* /api/ranking */
     GW_ROUTE_BAD_ID,        /* /api/streams/<not an id> */
     GW_ROUTE_CONFIG,        /* /api/config: what the web page needs (gateways, anonymous) */
+    GW_ROUTE_CATALOG,       /* /api/catalog: live streams' titles and categories */
 } gw_route;
 
 /* Route a request path (no query); sets *id for GW_ROUTE_STREAM. */

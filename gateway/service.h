@@ -65,6 +65,7 @@ typedef struct gw_session {
     uint16_t close_code;        /* close with this at the next WRITEABLE */
     uint8_t kind;
     uint8_t admitted : 1, joined : 1, left : 1, pong_due : 1, ping_due : 1, upgrading : 1;
+    uint8_t corked : 1;         /* TCP_CORK from the upgrade until the first count is written */
     uint8_t leave_reason;       /* vc_leave_reason when we end it */
     uint8_t reject;             /* gw_reject cause behind close_code */
     uint8_t token_rc;           /* gw_token_rc behind a 4401 */
@@ -98,6 +99,7 @@ typedef struct gw_service {
     struct lws_vhost *vh;
     gw_producer *prod;
     gw_reader *reader;
+    struct gw_catalog *catalog;   /* the web page's catalog (web.h), NULL: none */
     gw_limiter *lim;
     gw_idmap *streams;          /* id -> gw_stream */
     gw_metrics m;
@@ -122,6 +124,7 @@ typedef struct gw_service {
      * getpeername() per handshake instead of two). */
     struct lws *peer_wsi;
     char peer_ip[46];
+    struct gw_fanout *fanout;   /* helper thread of large fan-outs, started by the first one (ws_proto.c) */
 } gw_service;
 
 int64_t gw_now_ms(void);        /* wall clock */
@@ -139,6 +142,7 @@ void gw_proto_sweep(gw_service *s, int64_t now_mono);
 void gw_proto_shutdown(gw_service *s);
 int gw_proto_send_sync(gw_service *s);
 void gw_proto_post_streams(gw_service *s);
+/* The ranking cache and the fan-out helper thread (after the context is gone). */
 void gw_proto_free_caches(gw_service *s);
 /* Streams the reader has not answered for since stale_ms: show their last
  * value as stale (the reader may be stuck on an unresponsive Redis). */

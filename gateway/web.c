@@ -5,11 +5,19 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
+#include <mysql.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include "parse.h"
+
+#define GW_STR_(x) #x
+#define GW_STR(x) GW_STR_(x)
 
 const char *const gw_content_types[GW_CT_COUNT] = {
     [GW_CT_JSON] = "application/json",
@@ -174,4 +182,236 @@ char *gw_web_config_json(const char *gateway_id, int anonymous, int tick_ms, con
     json_decref(ws);
     json_decref(root);
     return out;
+}
+
+/* ---- the catalog ---- */
+
+static json_t *utf8_or_empty(const char *s)
+{
+    json_t *j = json_string(s ? s : "");
+
+    return j ? j : json_string("");
+}
+
+char *gw_catalog_format(const gw_catalog_stream *streams, size_t nstreams, const gw_catalog_category *cats,
+                        size_t ncats)
+{
+    json_t *root = json_object(), *js = json_array(), *jc = json_array();
+    char *out = NULL;
+    int bad = root == NULL || js == NULL || jc == NULL;
+
+    for (size_t i = 0; !bad && i < ncats; i++) {
+        json_t *o = json_object();
+
+        bad |= o == NULL || json_object_set_new(o, "id", json_integer(cats[i].id)) ||
+               json_object_set_new(o, "name", utf8_or_empty(cats[i].name)) || json_array_append_new(jc, o);
+    }
+    for (size_t i = 0; !bad && i < nstreams; i++) {
+        json_t *o = json_object();
+
+        bad |= o == NULL || json_object_set_new(o, "stream", json_integer(streams[i].stream)) ||
+               json_object_set_new(o, "title", utf8_or_empty(streams[i].title)) ||
+               json_object_set_new(o, "category", json_integer(streams[i].category)) ||
+               json_array_append_new(js, o);
+    }
+    if (!bad)
+        bad |= json_object_set(root, "categories", jc) || json_object_set(root, "streams", js);
+    if (!bad)
+        out = json_dumps(root, JSON_COMPACT);
+    json_decref(js);
+    json_decref(jc);
+    json_decref(root);
+    return out;
+}
+
+struct gw_catalog {
+    gw_catalog_conf conf;         /* strings owned */
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    int stop;
+    char *json;                   /* latest, under mu */
+    MYSQL *db;                    /* thread only */
+    int warned;                   /* thread only: categories unreadable, said once */
+};
+
+static MYSQL *catalog_connect(gw_catalog *c)
+{
+    unsigned timeout = 3;
+    MYSQL *db = mysql_init(NULL);
+
+    if (db == NULL)
+        return NULL;
+    mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &timeout);
+    mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
+    mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (mysql_real_connect(db, c->conf.mysql_host, c->conf.mysql_user, c->conf.mysql_password, c->conf.mysql_db,
+                           (unsigned)c->conf.mysql_port, NULL, 0) == NULL) {
+        mysql_close(db);
+        return NULL;
+    }
+    return db;
+}
+
+/* One read of the catalog into a new JSON text, or NULL (the connection is
+ * dropped on a server error and made again next time). */
+static char *catalog_read(gw_catalog *c)
+{
+    gw_catalog_stream *st = NULL;
+    gw_catalog_category *cat = NULL;
+    size_t nst = 0, ncat = 0;
+    MYSQL_RES *res;
+    MYSQL_ROW row;
+    char *json = NULL;
+
+    if (c->db == NULL && (c->db = catalog_connect(c)) == NULL)
+        return NULL;
+    if (mysql_query(c->db, "SELECT stream_id, category_id, title FROM streams WHERE status = 'live' "
+                           "ORDER BY stream_id LIMIT " GW_STR(GW_CATALOG_STREAMS_MAX)) != 0 ||
+        (res = mysql_store_result(c->db)) == NULL) {
+        mysql_close(c->db);
+        c->db = NULL;
+        return NULL;
+    }
+    st = calloc(mysql_num_rows(res) + 1, sizeof(*st));
+    while (st && (row = mysql_fetch_row(res)) != NULL) {
+        if (row[0] == NULL || gw_parse_id(row[0], &st[nst].stream))
+            continue;
+        st[nst].category = row[1] ? strtoll(row[1], NULL, 10) : 0;
+        st[nst].title = row[2] ? strdup(row[2]) : NULL;
+        nst++;
+    }
+    mysql_free_result(res);
+    /* The category names need SELECT on categories, which the sink's user
+     * (what the stack gives the gateway) does not have: then ids only. */
+    if (mysql_query(c->db, "SELECT category_id, name FROM categories ORDER BY category_id LIMIT " GW_STR(
+                               GW_CATALOG_CATEGORIES_MAX)) == 0 &&
+        (res = mysql_store_result(c->db)) != NULL) {
+        cat = calloc(mysql_num_rows(res) + 1, sizeof(*cat));
+        while (cat && (row = mysql_fetch_row(res)) != NULL) {
+            if (row[0] == NULL || gw_parse_id(row[0], &cat[ncat].id))
+                continue;
+            cat[ncat].name = row[1] ? strdup(row[1]) : NULL;
+            ncat++;
+        }
+        mysql_free_result(res);
+    } else if (!c->warned) {
+        c->warned = 1;
+        fprintf(stderr, "vc-gateway: catalog: category names not readable (%s); the page shows ids\n",
+                mysql_error(c->db));
+    }
+    if (st != NULL)
+        json = gw_catalog_format(st, nst, cat, ncat);
+    for (size_t i = 0; i < nst; i++)
+        free((char *)st[i].title);
+    for (size_t i = 0; i < ncat; i++)
+        free((char *)cat[i].name);
+    free(st);
+    free(cat);
+    return json;
+}
+
+static void *catalog_main(void *arg)
+{
+    gw_catalog *c = arg;
+
+    mysql_thread_init();
+    pthread_mutex_lock(&c->mu);
+    while (!c->stop) {
+        char *json;
+        struct timespec ts;
+
+        pthread_mutex_unlock(&c->mu);
+        json = catalog_read(c);
+        pthread_mutex_lock(&c->mu);
+        if (json) {
+            free(c->json);
+            c->json = json;
+        }
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += c->conf.refresh_ms / 1000;
+        ts.tv_nsec += (long)(c->conf.refresh_ms % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        while (!c->stop && pthread_cond_timedwait(&c->cond, &c->mu, &ts) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (c->db)
+        mysql_close(c->db);
+    c->db = NULL;
+    mysql_thread_end();
+    return NULL;
+}
+
+static char *dup_str(const char *s)
+{
+    return strdup(s ? s : "");
+}
+
+gw_catalog *gw_catalog_new(const gw_catalog_conf *conf, char *errstr, size_t errstr_size)
+{
+    gw_catalog *c = calloc(1, sizeof(*c));
+
+    if (c == NULL) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    c->conf = *conf;
+    c->conf.mysql_host = dup_str(conf->mysql_host);
+    c->conf.mysql_user = dup_str(conf->mysql_user);
+    c->conf.mysql_password = dup_str(conf->mysql_password);
+    c->conf.mysql_db = dup_str(conf->mysql_db);
+    if (c->conf.refresh_ms < 100)
+        c->conf.refresh_ms = 100;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    if (!c->conf.mysql_host || !c->conf.mysql_user || !c->conf.mysql_password || !c->conf.mysql_db ||
+        pthread_create(&c->thread, NULL, catalog_main, c) != 0) {
+        snprintf(errstr, errstr_size, "catalog: cannot start its thread");
+        pthread_mutex_destroy(&c->mu);
+        pthread_cond_destroy(&c->cond);
+        free((char *)c->conf.mysql_host);
+        free((char *)c->conf.mysql_user);
+        free((char *)c->conf.mysql_password);
+        free((char *)c->conf.mysql_db);
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+char *gw_catalog_json(gw_catalog *c)
+{
+    char *json = NULL;
+
+    if (c == NULL)
+        return NULL;
+    pthread_mutex_lock(&c->mu);
+    if (c->json)
+        json = strdup(c->json);
+    pthread_mutex_unlock(&c->mu);
+    return json;
+}
+
+void gw_catalog_destroy(gw_catalog *c)
+{
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->mu);
+    c->stop = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    pthread_join(c->thread, NULL);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cond);
+    free(c->json);
+    free((char *)c->conf.mysql_host);
+    free((char *)c->conf.mysql_user);
+    free((char *)c->conf.mysql_password);
+    free((char *)c->conf.mysql_db);
+    free(c);
 }

@@ -8,6 +8,7 @@
 #define GW_WEB_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define GW_WEB_FILE_MAX (1024 * 1024)
 
@@ -49,5 +50,53 @@ int gw_web_peers_ok(const char *list);
  * connects to its own origin first and, when that socket is lost, to the
  * other URLs of "ws" (empty: its own origin only). */
 char *gw_web_config_json(const char *gateway_id, int anonymous, int tick_ms, const char *peer_ws);
+
+/* ---- the catalog: live streams' titles and categories, for the page ----
+ *
+ * The platform's master data (sql/migrations/001_master_data.sql) is read
+ * from MariaDB by a thread of its own every refresh_ms, off the loop, and
+ * kept as one JSON text that GET /api/catalog hands out:
+ *   {"categories":[{"id":C,"name":N},...],"streams":[{"stream":S,"title":T,"category":C},...]}
+ * Only live streams, at most GW_CATALOG_STREAMS_MAX of them (the page only
+ * decorates ranked ids with it). A category name that cannot be read (no
+ * SELECT on categories for the database user) leaves "categories" empty. */
+#define GW_CATALOG_STREAMS_MAX 10000
+#define GW_CATALOG_CATEGORIES_MAX 1000
+
+typedef struct {
+    int64_t stream, category;
+    const char *title;
+} gw_catalog_stream;
+
+typedef struct {
+    int64_t id;
+    const char *name;
+} gw_catalog_category;
+
+/* The catalog JSON of these rows (malloc'd, caller frees; NULL when out of
+ * memory). Titles and names that are not valid UTF-8 become "". */
+char *gw_catalog_format(const gw_catalog_stream *streams, size_t nstreams, const gw_catalog_category *cats,
+                        size_t ncats);
+
+typedef struct gw_catalog gw_catalog;
+
+typedef struct {
+    const char *mysql_host;       /* NULL or empty: no catalog */
+    int mysql_port;
+    const char *mysql_user, *mysql_password, *mysql_db;
+    int refresh_ms;
+} gw_catalog_conf;
+
+/* Start the catalog thread (the strings are copied). NULL with errstr when
+ * the thread cannot start. */
+gw_catalog *gw_catalog_new(const gw_catalog_conf *conf, char *errstr, size_t errstr_size);
+
+/* A copy of the latest catalog JSON (caller frees), or NULL when none has
+ * been read yet. Any thread. */
+char *gw_catalog_json(gw_catalog *c);
+
+/* Stop the thread (waits for a query in flight, bounded by the connection
+ * timeouts) and free everything. Accepts NULL. */
+void gw_catalog_destroy(gw_catalog *c);
 
 #endif

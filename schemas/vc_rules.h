@@ -35,9 +35,9 @@
  *     A gateway does not queue heartbeats behind undelivered messages: a
  *     heartbeat says "alive now", and delivered late it would say it about a
  *     past moment, as if it were now. While a partition has had messages of
- *     the gateway outstanding without any acknowledgement for a while (1 s,
- *     or the heartbeat period if shorter), the gateway skips its heartbeats
- *     to that partition; joins, leaves and syncs are queued as always.
+ *     the gateway outstanding without any acknowledgement for over 1 s (the
+ *     shortest heartbeat period a gateway allows), the gateway skips its
+ *     heartbeats to that partition; joins, leaves and syncs are queued as always.
  *     (The gateway's side of this is its producer, gateway/producer.c; until
  *     it does this, the rule behaves as described for "producers that still
  *     queue heartbeats" below.)

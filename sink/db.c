@@ -308,6 +308,34 @@ static sk_db_rc run(sk_db *db, sqlbuf *b, const char *what, char *errstr, size_t
     return rc;
 }
 
+/* One table's rows as multi-row INSERT ... ON DUPLICATE KEY UPDATE
+ * statements of at most SK_DB_ROWS_PER_STMT rows: up_row() opens a row (the
+ * statement's head before the first one, a comma before the others), the
+ * caller appends the row's values, up_done() closes the statement with its
+ * update clause and runs it after every SK_DB_ROWS_PER_STMT rows and after the
+ * last one. */
+typedef struct {
+    sk_db *db;
+    sqlbuf *b;
+    const char *what;  /* the table, for errors */
+    const char *head;  /* "INSERT INTO t (...) VALUES " */
+    const char *tail;  /* " ON DUPLICATE KEY UPDATE ..." */
+    size_t n, total;
+} upsert;
+
+static void up_row(upsert *u)
+{
+    sb_printf(u->b, "%s", u->b->len == 0 ? u->head : ",");
+}
+
+static sk_db_rc up_done(upsert *u, char *errstr, size_t errstr_size)
+{
+    if (++u->n % SK_DB_ROWS_PER_STMT != 0 && u->n != u->total)
+        return SK_DB_OK;
+    sb_printf(u->b, "%s", u->tail);
+    return run(u->db, u->b, u->what, errstr, errstr_size);
+}
+
 /* ---- master data of the flushed streams -------------------------------- */
 
 /* What `streams` says about a stream, looked up once per flush for all of its
@@ -405,75 +433,69 @@ static void master_ids(const sk_master *m, char *out, size_t size)
 static sk_db_rc write_history(sk_db *db, sqlbuf *b, const sk_rows *rows, const sk_map *master, char *errstr,
                               size_t errstr_size)
 {
+    upsert u = {db, b, "viewer_history",
+                "INSERT INTO viewer_history (stream_id, recorded_at, bucket_seconds, broadcaster_id, category_id, "
+                "peak_viewers, min_viewers, avg_viewers, joins, leaves, distinct_viewers, watch_seconds) VALUES ",
+                " ON DUPLICATE KEY UPDATE bucket_seconds=VALUES(bucket_seconds), "
+                "peak_viewers=VALUES(peak_viewers), min_viewers=VALUES(min_viewers), "
+                "avg_viewers=VALUES(avg_viewers), joins=VALUES(joins), leaves=VALUES(leaves), "
+                "distinct_viewers=VALUES(distinct_viewers), watch_seconds=VALUES(watch_seconds)",
+                0, rows->nhist};
     for (size_t i = 0; i < rows->nhist; i++) {
         const sk_history_row *h = &rows->hist[i];
-        if (b->len == 0)
-            sb_printf(b, "INSERT INTO viewer_history (stream_id, recorded_at, bucket_seconds, broadcaster_id, "
-                         "category_id, peak_viewers, min_viewers, avg_viewers, joins, leaves, distinct_viewers, "
-                         "watch_seconds) VALUES ");
-        else
-            sb_printf(b, ",");
         char ts[32], avg[32], watch[32], ids[48];
         sk_db_time(h->bucket_ms, ts, sizeof ts);
         milli(h->bucket_s ? (h->watch_ms + h->bucket_s / 2) / h->bucket_s : 0, avg, sizeof avg);
         milli(h->watch_ms, watch, sizeof watch);
         master_ids(master_of(master, h->stream_id), ids, sizeof ids);
+        up_row(&u);
         sb_printf(b, "(%" PRId64 ",'%.19s',%u,%s,%u,%u,%s,%u,%u,%u,%s)", h->stream_id, ts, h->bucket_s, ids, h->peak,
                   h->min, avg, h->joins, h->leaves, h->distinct, watch);
-        if ((i + 1) % SK_DB_ROWS_PER_STMT == 0 || i + 1 == rows->nhist) {
-            sb_printf(b, " ON DUPLICATE KEY UPDATE bucket_seconds=VALUES(bucket_seconds), "
-                         "peak_viewers=VALUES(peak_viewers), min_viewers=VALUES(min_viewers), "
-                         "avg_viewers=VALUES(avg_viewers), joins=VALUES(joins), leaves=VALUES(leaves), "
-                         "distinct_viewers=VALUES(distinct_viewers), watch_seconds=VALUES(watch_seconds)");
-            sk_db_rc rc = run(db, b, "viewer_history", errstr, errstr_size);
-            if (rc)
-                return rc;
-        }
+        sk_db_rc rc = up_done(&u, errstr, errstr_size);
+        if (rc)
+            return rc;
     }
     return SK_DB_OK;
 }
 
+/* Assignments see the columns assigned before them: peak_at before
+ * peak_viewers, status and started_at before broadcaster_id. Master data fills
+ * a row that had none; later changes of `streams` arrive through its
+ * triggers. */
 static sk_db_rc write_current(sk_db *db, sqlbuf *b, const sk_rows *rows, const sk_map *master, char *errstr,
                               size_t errstr_size)
 {
-    size_t n = 0, total = rows->current.len;
+    upsert u = {db, b, "current_viewers",
+                "INSERT INTO current_viewers (stream_id, broadcaster_id, category_id, status, viewer_count, "
+                "peak_viewers, peak_at, total_viewers, started_at, updated_at) VALUES ",
+                " ON DUPLICATE KEY UPDATE "
+                "peak_at=IF(VALUES(peak_viewers) > peak_viewers, VALUES(peak_at), peak_at), "
+                "peak_viewers=GREATEST(peak_viewers, VALUES(peak_viewers)), "
+                "viewer_count=VALUES(viewer_count), total_viewers=total_viewers + VALUES(total_viewers), "
+                "updated_at=VALUES(updated_at), "
+                "status=IF(broadcaster_id IS NULL AND VALUES(broadcaster_id) IS NOT NULL, VALUES(status), status), "
+                "started_at=IF(broadcaster_id IS NULL AND VALUES(broadcaster_id) IS NOT NULL, "
+                "LEAST(started_at, VALUES(started_at)), started_at), "
+                "category_id=COALESCE(category_id, VALUES(category_id)), "
+                "broadcaster_id=COALESCE(broadcaster_id, VALUES(broadcaster_id))",
+                0, rows->current.len};
     for (size_t i = 0; i < rows->current.cap; i++) {
         if (!rows->current.used[i])
             continue;
         const sk_current_row *c = sk_map_val(&rows->current, i);
         const sk_master *m = master_of(master, c->stream_id);
-        if (b->len == 0)
-            sb_printf(b, "INSERT INTO current_viewers (stream_id, broadcaster_id, category_id, status, viewer_count, "
-                         "peak_viewers, peak_at, total_viewers, started_at, updated_at) VALUES ");
-        else
-            sb_printf(b, ",");
         char peak_at[32], started[32], updated[32], ids[48];
         sk_db_time(c->peak_ms, peak_at, sizeof peak_at);
         sk_db_time(c->started_ms, started, sizeof started);
         sk_db_time(c->updated_ms, updated, sizeof updated);
         master_ids(m, ids, sizeof ids);
+        up_row(&u);
         sb_printf(b, "(%" PRId64 ",%s,'%s',%u,%u,'%s',%" PRIu64 ",'%s','%s')", c->stream_id, ids,
                   m->known ? m->status : "live", c->viewers, c->peak, peak_at, c->arrivals,
                   m->known && m->started_at[0] ? m->started_at : started, updated);
-        if (++n % SK_DB_ROWS_PER_STMT == 0 || n == total) {
-            /* Assignments see the columns assigned before them: peak_at before
-             * peak_viewers, status and started_at before broadcaster_id. Master
-             * data fills a row that had none; later changes of `streams` arrive
-             * through its triggers. */
-            sb_printf(b, " ON DUPLICATE KEY UPDATE "
-                         "peak_at=IF(VALUES(peak_viewers) > peak_viewers, VALUES(peak_at), peak_at), "
-                         "peak_viewers=GREATEST(peak_viewers, VALUES(peak_viewers)), "
-                         "viewer_count=VALUES(viewer_count), total_viewers=total_viewers + VALUES(total_viewers), "
-                         "updated_at=VALUES(updated_at), "
-                         "status=IF(broadcaster_id IS NULL AND VALUES(broadcaster_id) IS NOT NULL, VALUES(status), status), "
-                         "started_at=IF(broadcaster_id IS NULL AND VALUES(broadcaster_id) IS NOT NULL, "
-                         "LEAST(started_at, VALUES(started_at)), started_at), "
-                         "category_id=COALESCE(category_id, VALUES(category_id)), "
-                         "broadcaster_id=COALESCE(broadcaster_id, VALUES(broadcaster_id))");
-            sk_db_rc rc = run(db, b, "current_viewers", errstr, errstr_size);
-            if (rc)
-                return rc;
-        }
+        sk_db_rc rc = up_done(&u, errstr, errstr_size);
+        if (rc)
+            return rc;
     }
     return SK_DB_OK;
 }
@@ -483,46 +505,42 @@ static sk_db_rc write_current(sk_db *db, sqlbuf *b, const sk_rows *rows, const s
 static sk_db_rc write_daily(sk_db *db, sqlbuf *b, const sk_rows *rows, const sk_map *master, char *errstr,
                             size_t errstr_size)
 {
-    size_t n = 0, total = rows->daily.len;
+    upsert u = {db, b, "daily_statistics",
+                "INSERT INTO daily_statistics (stat_date, stream_id, broadcaster_id, category_id, "
+                "peak_viewers, live_seconds, watch_seconds, joins, leaves, sessions) VALUES ",
+                " ON DUPLICATE KEY UPDATE broadcaster_id=COALESCE(broadcaster_id, VALUES(broadcaster_id)), "
+                "category_id=COALESCE(category_id, VALUES(category_id)), "
+                "peak_viewers=GREATEST(peak_viewers, VALUES(peak_viewers)), "
+                "live_seconds=live_seconds + VALUES(live_seconds), "
+                "watch_seconds=watch_seconds + VALUES(watch_seconds), joins=joins + VALUES(joins), "
+                "leaves=leaves + VALUES(leaves), sessions=sessions + VALUES(sessions)",
+                0, rows->daily.len};
     for (size_t i = 0; i < rows->daily.cap; i++) {
         if (!rows->daily.used[i])
             continue;
         const sk_daily_row *d = sk_map_val(&rows->daily, i);
-        if (b->len == 0)
-            sb_printf(b, "INSERT INTO daily_statistics (stat_date, stream_id, broadcaster_id, category_id, "
-                         "peak_viewers, live_seconds, watch_seconds, joins, leaves, sessions) VALUES ");
-        else
-            sb_printf(b, ",");
         char day[16], watch[32], ids[48];
         sk_db_date(d->day_ms, day, sizeof day);
         milli(d->watch_ms, watch, sizeof watch);
         master_ids(master_of(master, d->stream_id), ids, sizeof ids);
+        up_row(&u);
         sb_printf(b, "('%s',%" PRId64 ",%s,%u,%u,%s,%u,%u,%u)", day, d->stream_id, ids, d->peak, d->live_s, watch,
                   d->joins, d->leaves, d->sessions);
-        if (++n % SK_DB_ROWS_PER_STMT == 0 || n == total) {
-            sb_printf(b, " ON DUPLICATE KEY UPDATE broadcaster_id=COALESCE(broadcaster_id, VALUES(broadcaster_id)), "
-                         "category_id=COALESCE(category_id, VALUES(category_id)), "
-                         "peak_viewers=GREATEST(peak_viewers, VALUES(peak_viewers)), "
-                         "live_seconds=live_seconds + VALUES(live_seconds), "
-                         "watch_seconds=watch_seconds + VALUES(watch_seconds), joins=joins + VALUES(joins), "
-                         "leaves=leaves + VALUES(leaves), sessions=sessions + VALUES(sessions)");
-            sk_db_rc rc = run(db, b, "daily_statistics", errstr, errstr_size);
-            if (rc)
-                return rc;
-        }
+        sk_db_rc rc = up_done(&u, errstr, errstr_size);
+        if (rc)
+            return rc;
     }
     return SK_DB_OK;
 }
 
 static sk_db_rc write_sessions(sk_db *db, sqlbuf *b, const sk_rows *rows, char *errstr, size_t errstr_size)
 {
+    upsert u = {db, b, "user_sessions",
+                "INSERT INTO user_sessions (stream_id, gateway_id, conn_id, left_at, joined_at, user_id, "
+                "watch_seconds, leave_reason) VALUES ",
+                " ON DUPLICATE KEY UPDATE joined_at=VALUES(joined_at)", 0, rows->nsess};
     for (size_t i = 0; i < rows->nsess; i++) {
         const sk_session_row *s = &rows->sess[i];
-        if (b->len == 0)
-            sb_printf(b, "INSERT INTO user_sessions (stream_id, gateway_id, conn_id, left_at, joined_at, user_id, "
-                         "watch_seconds, leave_reason) VALUES ");
-        else
-            sb_printf(b, ",");
         char gw[2 * VC_GATEWAY_ID_MAX + 1], left[32], joined[32], watch[32], user[32];
         mysql_real_escape_string(db->my, gw, s->gateway_id, (unsigned long)strnlen(s->gateway_id, VC_GATEWAY_ID_MAX));
         sk_db_time(s->left_ms, left, sizeof left);
@@ -532,14 +550,12 @@ static sk_db_rc write_sessions(sk_db *db, sqlbuf *b, const sk_rows *rows, char *
             snprintf(user, sizeof user, "%" PRId64, s->user_id);
         else
             snprintf(user, sizeof user, "NULL");
+        up_row(&u);
         sb_printf(b, "(%" PRId64 ",'%s',%" PRId64 ",'%s','%s',%s,%s,'%s')", s->stream_id, gw, s->conn_id, left,
                   joined, user, watch, sk_end_reason_sql(s->reason));
-        if ((i + 1) % SK_DB_ROWS_PER_STMT == 0 || i + 1 == rows->nsess) {
-            sb_printf(b, " ON DUPLICATE KEY UPDATE joined_at=VALUES(joined_at)");
-            sk_db_rc rc = run(db, b, "user_sessions", errstr, errstr_size);
-            if (rc)
-                return rc;
-        }
+        sk_db_rc rc = up_done(&u, errstr, errstr_size);
+        if (rc)
+            return rc;
     }
     return SK_DB_OK;
 }

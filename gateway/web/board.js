@@ -16,7 +16,12 @@
   const category = cat && /^[1-9][0-9]{0,17}$/.test(cat) ? cat : "";
 
   const config = await VC.loadConfig();
-  const catalog = await VC.loadCatalog();
+  let catalog = await VC.loadCatalog();
+  // Streams go live all the time: their titles are read again now and then.
+  setInterval(async () => {
+    const c = await VC.loadCatalog();
+    if (c.streams.size) catalog = c;
+  }, 15000);
   const eps = VC.endpoints(config);
   gatewayEl.textContent = "gateway: " + (config.gateway || location.host);
   document.body.dataset.gateway = config.gateway || "";

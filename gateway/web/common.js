@@ -51,7 +51,11 @@ const VC = (() => {
       const streams = new Map();
       const categories = new Map();
       for (const k of c.categories || []) categories.set(k.id, k.name);
-      for (const s of c.streams || []) streams.set(s.stream, s);
+      for (const s of c.streams || []) {
+        streams.set(s.stream, s);
+        // A category whose name the gateway could not read still gets a tab.
+        if (s.category && !categories.has(s.category)) categories.set(s.category, "Category " + s.category);
+      }
       return { streams, categories };
     } catch (e) {
       return { streams: new Map(), categories: new Map() };

@@ -82,6 +82,9 @@ async function checkBoard(page, url, want, label, shotName) {
   });
   ok(done, `${label} lists the streams in the order of the truth`,
      done ? obs.rows.map((r) => `${r.stream}=${r.viewers}`).join(" ") : obs.diff);
+  const names = await page.$$eval("#rows tr td:nth-child(2) a", (as) => as.map((a) => a.textContent));
+  const titled = want.filter((t) => t.viewers > 0).every((t) => names.includes(t.title));
+  ok(titled, `${label} names the streams by their titles`, names.slice(0, 3).join(" | ") + " ...");
   await shot(page, shotName);
 }
 
@@ -142,6 +145,8 @@ async function pageState(page) {
     });
     ok(done, `stream ${top.stream} on gateway 1 shows the true count ${top.viewers} + this page = ${want}`,
        JSON.stringify(st));
+    const title = await page.textContent("h1");
+    ok(title === top.title, "the stream page shows the stream's title from the database", title);
     const canvasDrawn = await page.evaluate(() => {
       const c = document.getElementById("chart");
       const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
@@ -152,7 +157,14 @@ async function pageState(page) {
     ok(canvasDrawn > 0, "the chart is drawn", canvasDrawn + " painted pixels");
     await shot(page, "stream");
 
-    // 4: kill -9 the gateway under the page.
+    // A board loaded from gateway 1 too: it can only fetch from its own
+    // origin, so when gateway 1 is gone it must move itself to gateway 0.
+    const board1 = await context.newPage();
+    board1.on("pageerror", (e) => errors.push(e.message));
+    await board1.goto(args.gw1 + "/");
+    await board1.waitForSelector("#rows tr", { timeout: 15000 });
+
+    // 4: kill -9 the gateway under the pages.
     const t0 = Date.now();
     execSync(args.kill, { stdio: "inherit" });
     [done, st] = await until(10000, async () => {
@@ -162,6 +174,15 @@ async function pageState(page) {
     ok(done, "the page reconnected to gateway 0 after gateway 1 was killed", JSON.stringify(st));
     ok(st.states.includes("reconnecting"), "the page showed that it was reconnecting", st.states.join(" -> "));
     await shot(page, "stream-reconnected");
+    let moved;
+    [done, moved] = await until(20000, async () => {
+      const n = await board1.$$eval("#rows tr", (trs) => trs.length).catch(() => 0);
+      const live = await board1.$eval("#state", (e) => e.className.includes("live")).catch(() => false);
+      return [board1.url().startsWith(args.gw0 + "/") && n > 0 && live, { url: board1.url(), rows: n }];
+    });
+    ok(done, "the board loaded from gateway 1 moved itself to gateway 0 and shows the ranking", JSON.stringify(moved));
+    await shot(board1, "board-moved");
+    await board1.close();
     // Right after the reconnect the count may still include this page's
     // connection on the dead gateway (and, once the new join is applied, both):
     // the dead gateway's viewers leave the counts when the aggregator expires

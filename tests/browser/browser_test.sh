@@ -72,6 +72,8 @@ export VC_BUILD_DIR=$BUILD VC_PORT_BASE=$BASE VC_GATEWAYS=2 VC_AGGREGATORS=1
 export VC_STACK_DIR=$WORK/stack
 # The page is served by the gateways and watches without a token.
 export VC_GATEWAY_WEB_ROOT=$REPO/gateway/web VC_ALLOW_ANONYMOUS=1
+# The titles the page shows are read from MariaDB every 2 s (not 10).
+export VC_GATEWAY_CATALOG_SECONDS=2
 # A killed gateway's viewers leave the counts within the case: heartbeats
 # every 2 s, a gateway silent for 8 s of event time is dropped.
 export VC_HEARTBEAT_SECONDS=2 VC_GATEWAY_TIMEOUT_MS=8000
@@ -123,9 +125,12 @@ grep -q 'MISMATCH' "$WORK/loadgen.log" && { cat "$WORK/loadgen.log"; bail "the f
 
 # The truth as the loadgen's checkpoint verified it (GET /api/streams/<id>
 # equals its truth on every gateway), and each stream's category.
-python3 - "$GW0" "$FIRST" "$NSTREAMS" "$WORK/truth.json" <<'PY'
+"$STACK" mysql writer -N -B -e "SELECT stream_id, title FROM streams WHERE stream_id BETWEEN $FIRST AND $((FIRST + NSTREAMS - 1))" \
+    >"$WORK/titles.tsv"
+python3 - "$GW0" "$FIRST" "$NSTREAMS" "$WORK/truth.json" "$WORK/titles.tsv" <<'PY'
 import json, sys, urllib.request
 gw, first, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+titles = dict(line.rstrip("\n").split("\t", 1) for line in open(sys.argv[5]) if line.strip())
 truth = {}
 for sid in range(first, first + n):
     with urllib.request.urlopen(f"{gw}/api/streams/{sid}", timeout=10) as r:
@@ -134,10 +139,20 @@ for sid in range(first, first + n):
         sys.exit(f"stream {sid}: {m}")
     truth[sid] = m["viewers"]
 # The demo data's categories: 1 + id % 6 (deploy/local/stack demo_data).
-json.dump({"streams": [{"stream": s, "viewers": v, "category": 1 + s % 6} for s, v in truth.items()]},
+json.dump({"streams": [{"stream": s, "viewers": v, "category": 1 + s % 6, "title": titles[str(s)]}
+                      for s, v in truth.items()]},
           open(out, "w"))
 print("# truth:", " ".join(f"{s}={v}" for s, v in sorted(truth.items(), key=lambda kv: -kv[1])))
 PY
+
+# Both gateways' catalogs have read the demo data.
+for gw in "$GW0" "$GW1"; do
+    deadline=$((SECONDS + 20))
+    until curl -fsS "$gw/api/catalog" 2>/dev/null | grep -q "\"stream\":$((FIRST + NSTREAMS - 1)),"; do
+        ((SECONDS < deadline)) || bail "$gw/api/catalog does not list the demo streams after 20 s"
+        sleep 0.5
+    done
+done
 
 # ---- the browser
 say "Chromium $("$CHROMIUM" --version 2>/dev/null | awk '{print $2}') headless, playwright-core $PLAYWRIGHT_VERSION"

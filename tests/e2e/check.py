@@ -152,8 +152,10 @@ def redis_check(out_path):
                 counts["other_keys"] += 1
                 info.append(f"{node} {key}: {kind} of size {size} (not a contract or per-viewer key)")
         r.close()
-    if counts["masters"] != 3:
-        problems.append(f"{counts['masters']} reachable masters, expected 3")
+    # The stack's cluster: VC_REDIS_MASTERS when the stack says it, else 3 (3 masters + 3 replicas).
+    want = len([n for n in os.environ.get("VC_REDIS_MASTERS", "").split(",") if n]) or 3
+    if counts["masters"] != want:
+        problems.append(f"{counts['masters']} reachable masters, expected {want}")
     res = {"ok": not problems, "problems": problems, "info": info, "counts": counts}
     json.dump(res, open(out_path, "w"), indent=1)
     print(f"redis: {counts['masters']} masters, {counts['keys']} vc keys: {counts['streams']} stream hashes "
@@ -174,12 +176,22 @@ def redis_check(out_path):
 
 # ---------------------------------------------------------------- MariaDB
 
+def mysql_cmd():
+    """The administrator's client on the writer: what `stack mysql admin` runs
+    (the instance's option file, unix socket), without the script's start-up."""
+    cnf = os.path.join(os.environ.get("VC_STACK_DIR", ""), "mariadb", "writer", "my.cnf")
+    if os.path.exists(cnf):
+        return ["mariadb", f"--defaults-file={cnf}"]
+    return [STACK, "mysql", "admin"]
+
+
 def sql(query):
-    """Rows of a query as lists of strings (NULL as None), as the administrator."""
-    p = subprocess.run([STACK, "mysql", "admin", "-N", "-B", "--raw", "-e", query],
+    """Rows of a query (or several: their rows one after the other) as lists of
+    strings (NULL as None), as the administrator."""
+    p = subprocess.run(mysql_cmd() + ["-N", "-B", "--raw", "-e", query],
                        capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
-        raise RuntimeError(f"mysql failed ({p.returncode}): {p.stderr.strip()}\nquery: {query}")
+        raise RuntimeError(f"mysql failed ({p.returncode}): {p.stderr.strip()}\nquery: {query[:500]}")
     rows = []
     for line in p.stdout.split("\n"):
         if line == "":
@@ -251,25 +263,43 @@ def db_compare(db, ref, out_path):
     if not tables:
         raise RuntimeError(f"no table of {db} is writable by vc_sink_writer (sql/roles.sql not applied?)")
     diffs, summary = [], {}
+    names = ", ".join(f"'{t}'" for t in tables + views)
+    allcols = {}
+    for d, t, c in sql(f"SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME FROM information_schema.COLUMNS "
+                       f"WHERE TABLE_SCHEMA IN ('{db}', '{ref}') AND TABLE_NAME IN ({names}) "
+                       f"ORDER BY TABLE_SCHEMA, TABLE_NAME, ORDINAL_POSITION"):
+        allcols.setdefault((d, t), []).append(c)
+    pks = {}
+    for t, c in sql(f"SELECT TABLE_NAME, COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = "
+                    f"'{db}' AND TABLE_NAME IN ({names}) AND CONSTRAINT_NAME = 'PRIMARY' "
+                    f"ORDER BY TABLE_NAME, ORDINAL_POSITION"):
+        pks.setdefault(t, []).append(c)
+    plan = []
     for t in tables + views:
-        cols = [c for (c,) in sql(f"SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = '{db}' "
-                                  f"AND TABLE_NAME = '{t}' ORDER BY ORDINAL_POSITION")]
-        ref_cols = [c for (c,) in sql(f"SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = "
-                                      f"'{ref}' AND TABLE_NAME = '{t}' ORDER BY ORDINAL_POSITION")]
-        if cols != ref_cols:
+        cols, ref_cols = allcols.get((db, t), []), allcols.get((ref, t), [])
+        if cols != ref_cols or not cols:
             diffs.append(f"{t}: columns differ: {cols} vs {ref_cols}")
             continue
-        pk = [c for (c,) in sql(f"SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = "
-                                f"'{db}' AND TABLE_NAME = '{t}' AND CONSTRAINT_NAME = 'PRIMARY' "
-                                f"ORDER BY ORDINAL_POSITION")]
+        pk = pks.get(t, [])
         cols = [c for c in cols if (t, c) not in exclude]
         key = [c for c in pk if (t, c) not in exclude] or cols  # a view: the whole row is the key
         select = ", ".join(q(c) for c in cols)
+        plan.append((t, cols, key, select))
+    # All the rows in one client run: a marker row before each result.
+    script = "".join(f"SELECT '@@{i}:{side}'; SELECT {select} FROM {q(d)}.{q(t)};\n"
+                     for i, (t, cols, key, select) in enumerate(plan) for side, d in (("db", db), ("ref", ref)))
+    results, cur = {}, None
+    for r in sql(script):
+        if len(r) == 1 and r[0] is not None and r[0].startswith("@@"):
+            cur = r[0][2:]
+            results[cur] = []
+        else:
+            results[cur].append(r)
+    for i, (t, cols, key, select) in enumerate(plan):
         rows = {}
-        for side, d in (("db", db), ("ref", ref)):
-            rs = sql(f"SELECT {select} FROM {q(d)}.{q(t)}")
+        for side in ("db", "ref"):
             m = {}
-            for r in rs:
+            for r in results.get(f"{i}:{side}", []):
                 k = tuple(r[cols.index(c)] for c in key)
                 if k in m:
                     diffs.append(f"{t} ({side}): key {dict(zip(key, k))} appears twice")

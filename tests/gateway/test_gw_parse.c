@@ -49,6 +49,7 @@ Test(parse, routes)
     cr_assert_eq(gw_route_path("/api/ranking", &id), GW_ROUTE_RANKING);
     cr_assert_eq(gw_route_path("/api/config", &id), GW_ROUTE_CONFIG);
     cr_assert_eq(gw_route_path("/api/config/", &id), GW_ROUTE_NOT_FOUND);
+    cr_assert_eq(gw_route_path("/api/catalog", &id), GW_ROUTE_CATALOG);
     cr_assert_eq(gw_route_path("/api/streams/77", &id), GW_ROUTE_STREAM);
     cr_assert_eq(id, 77);
     cr_assert_eq(gw_route_path("/api/streams/7x", &id), GW_ROUTE_BAD_ID);

@@ -152,3 +152,36 @@ Test(web, config_json)
                      "an invalid list is never handed out");
     free(j);
 }
+
+Test(web, catalog_json)
+{
+    gw_catalog_stream st[] = {{1000, 2, "Late night \"talk\""}, {1001, 3, NULL}, {1002, 1, "bad \xff utf-8"}};
+    gw_catalog_category cat[] = {{1, "Just Chatting"}, {2, "Games"}};
+    char *j = gw_catalog_format(st, 3, cat, 2);
+
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"categories\":[{\"id\":1,\"name\":\"Just Chatting\"},{\"id\":2,\"name\":\"Games\"}],"
+                        "\"streams\":[{\"stream\":1000,\"title\":\"Late night \\\"talk\\\"\",\"category\":2},"
+                        "{\"stream\":1001,\"title\":\"\",\"category\":3},"
+                        "{\"stream\":1002,\"title\":\"\",\"category\":1}]}");
+    free(j);
+    j = gw_catalog_format(NULL, 0, NULL, 0);
+    cr_assert_not_null(j);
+    cr_expect_str_eq(j, "{\"categories\":[],\"streams\":[]}");
+    free(j);
+}
+
+Test(web, catalog_without_database_is_empty_then_stops)
+{
+    /* Nothing listens on port 1: the thread keeps trying, the catalog stays
+     * unknown, and destroying it does not wait for anything. */
+    gw_catalog_conf conf = {"127.0.0.1", 1, "u", "p", "vc", 100};
+    char err[128];
+    gw_catalog *c = gw_catalog_new(&conf, err, sizeof(err));
+
+    cr_assert_not_null(c, "%s", err);
+    usleep(300 * 1000);
+    cr_expect_null(gw_catalog_json(c));
+    gw_catalog_destroy(c);
+    gw_catalog_destroy(NULL);
+}

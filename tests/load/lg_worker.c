@@ -38,6 +38,7 @@ typedef struct {
     int fails;         /* consecutive failures, for the backoff */
     int64_t retry_at;  /* ms; 0 = nothing scheduled */
     int established;
+    int queued;        /* waiting in the worker's FIFO for a handshake slot */
     uint32_t slot;
 } lg_tab;
 
@@ -47,6 +48,7 @@ struct lg_sock {
     int64_t stream;    /* the stream it asked for */
     int dead;          /* closed; freed after the current epoll batch */
     int on_open;       /* on the open list (no deadline), else on the timed list */
+    int inflight;      /* counted in the worker's handshakes in flight */
     lg_sock *prev, *next;
     int64_t t0_us, deadline_ms;
     int pollout;
@@ -73,6 +75,9 @@ typedef struct {
     char cmdbuf[sizeof(lg_cmd) * 256];
     size_t cmdlen;
     int quit;
+    int inflight;        /* handshakes in flight (connecting or handshaking) */
+    uint32_t *waitq;     /* FIFO of tab indexes waiting for a handshake slot */
+    size_t wq_head, wq_len;
 } worker;
 
 /* ---- the byte queue ---- */
@@ -231,8 +236,17 @@ static void sock_link(worker *w, lg_sock *s, int on_open)
 /* Close s at once; its memory is freed after the current epoll batch, whose
  * later events may still point at it (a command or a timer can close any
  * connection). */
+static void sock_done_inflight(worker *w, lg_sock *s)
+{
+    if (s->inflight) {
+        s->inflight = 0;
+        w->inflight--;
+    }
+}
+
 static void sock_free(worker *w, lg_sock *s)
 {
+    sock_done_inflight(w, s);
     if (s->tab && s->tab->s == s)
         s->tab->s = NULL;
     s->tab = NULL;
@@ -328,7 +342,7 @@ static int sock_queue_frame(worker *w, lg_sock *s, int opcode, const void *paylo
 static void tab_connect(worker *w, lg_tab *t)
 {
     const lg_worker_conf *c = w->c;
-    lg_sock *s = calloc(1, sizeof(*s));
+    lg_sock *s;
     struct sockaddr_in src = {.sin_family = AF_INET};
     struct epoll_event ev;
     uint8_t nonce[16];
@@ -336,6 +350,16 @@ static void tab_connect(worker *w, lg_tab *t)
     int one = 1, n;
 
     t->retry_at = 0;
+    if (c->max_inflight > 0 && w->inflight >= c->max_inflight) {
+        /* Wait for a handshake slot (FIFO): overload queues here, not as
+         * SYNs dropped by full accept queues and retransmitted for seconds. */
+        if (!t->queued) {
+            t->queued = 1;
+            w->waitq[(w->wq_head + w->wq_len++) % w->ntabs] = (uint32_t)(t - w->tabs);
+        }
+        return;
+    }
+    s = calloc(1, sizeof(*s));
     if (s == NULL) {
         report(w, LG_REP_FAIL, t, t->gw, 0, LG_FAIL_SOCKET, 0);
         schedule_retry(w, t, t->gw);
@@ -354,6 +378,8 @@ static void tab_connect(worker *w, lg_tab *t)
     s->state = S_CONNECTING;
     s->t0_us = now_us();
     s->deadline_ms = s->t0_us / 1000 + c->handshake_timeout_ms;
+    s->inflight = 1;
+    w->inflight++;
     sock_link(w, s, 0);
     w->nsocks++;
     t->s = s;
@@ -544,6 +570,7 @@ static void sock_readable(worker *w, lg_sock *s)
             memmove(s->in, s->in + h, s->inlen - (size_t)h);
             s->inlen -= (size_t)h;
             s->state = S_OPEN;
+            sock_done_inflight(w, s);
             sock_unlink(w, s);
             sock_link(w, s, 1);
             if (s->tab) {
@@ -643,6 +670,20 @@ static int read_cmds(worker *w)
     }
 }
 
+/* Tabs waiting for a handshake slot connect as slots free up. */
+static void drain_waitq(worker *w)
+{
+    while (w->wq_len > 0 && w->inflight < w->c->max_inflight) {
+        lg_tab *t = &w->tabs[w->waitq[w->wq_head]];
+
+        w->wq_head = (w->wq_head + 1) % w->ntabs;
+        w->wq_len--;
+        t->queued = 0;
+        if (t->want && t->s == NULL)
+            tab_connect(w, t);
+    }
+}
+
 static void timers(worker *w, int64_t now)
 {
     /* Walk the tabs only while a retry may be scheduled, and only the
@@ -653,7 +694,7 @@ static void timers(worker *w, int64_t now)
         for (uint32_t i = 0; i < w->ntabs; i++) {
             lg_tab *t = &w->tabs[i];
 
-            if (t->want && t->s == NULL && t->retry_at) {
+            if (t->want && t->s == NULL && t->retry_at && !t->queued) {
                 if (t->retry_at <= now)
                     tab_connect(w, t);
                 else
@@ -689,8 +730,9 @@ int lg_worker_run(const lg_worker_conf *c)
     lg_rng_seed(&w.rng, c->seed * 7919 + (uint64_t)c->index);
     w.ntabs = (c->slots + (uint32_t)c->nworkers - 1) / (uint32_t)c->nworkers;
     w.tabs = calloc(w.ntabs ? w.ntabs : 1, sizeof(lg_tab));
+    w.waitq = calloc(w.ntabs ? w.ntabs : 1, sizeof(uint32_t));
     w.ep = epoll_create1(EPOLL_CLOEXEC);
-    if (w.tabs == NULL || w.ep < 0) {
+    if (w.tabs == NULL || w.waitq == NULL || w.ep < 0) {
         fprintf(stderr, "vc-loadgen worker %d: out of memory\n", c->index);
         return 1;
     }
@@ -736,6 +778,8 @@ int lg_worker_run(const lg_worker_conf *c)
             next_timers = now + 50;
         }
         bury(&w);
+        if (!w.quit)
+            drain_waitq(&w);
         if (lg_outq_flush(&w.rep, c->rep_fd)) {
             rc = 1;
             break; /* the controller is gone */
@@ -773,6 +817,7 @@ int lg_worker_run(const lg_worker_conf *c)
     for (uint32_t i = 0; i < w.ntabs; i++)
         free(w.tabs[i].token);
     free(w.tabs);
+    free(w.waitq);
     lg_outq_flush(&w.rep, c->rep_fd);
     lg_outq_free(&w.rep);
     close(w.ep);

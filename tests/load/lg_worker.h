@@ -93,6 +93,8 @@ typedef struct {
     uint32_t slots;              /* total slots over all workers */
     uint64_t seed;
     int handshake_timeout_ms;
+    int max_inflight;            /* handshakes in flight at most (0 = no bound); the
+                                  * others wait in a FIFO inside the worker */
 } lg_worker_conf;
 
 /* The source address k (host order) of worker index. */

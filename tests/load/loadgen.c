@@ -61,6 +61,7 @@ typedef struct {
     int drain_check;
     double progress_s;
     int arrival_by_stream;
+    int max_handshakes;
 } options;
 
 typedef struct {
@@ -184,6 +185,8 @@ static void usage(FILE *out)
             "  --redis-nodes LIST     Redis Cluster nodes (default VC_REDIS_NODES)\n"
             "  --token-secret S       HS256 secret (default VC_TOKEN_SECRET)\n"
             "  --progress S           seconds between progress lines (default 1 on a terminal, else 5)\n"
+            "  --max-handshakes N     handshakes in flight per worker at most; the others wait in the worker\n"
+            "                         (default 0: no bound, every open connects at once)\n"
             "  --arrival-by-stream    the first viewers arrive stream after stream (same Zipf shares), so\n"
             "                         that few streams change per tick while a large ramp fills (headline run)\n"
             "Exit status: 0 every check converged, 1 a mismatch or a failed --at command, 2 usage/setup.\n");
@@ -374,6 +377,9 @@ static int parse_options(options *o, int argc, char **argv)
         } else if (!strcmp(a, "--workers")) {
             bad = parse_i64(v, &n) || n < 1 || n > MAX_WORKERS;
             o->workers = (int)n;
+        } else if (!strcmp(a, "--max-handshakes")) {
+            bad = parse_i64(v, &n) || n > 1000000;
+            o->max_handshakes = (int)n;
         } else if (!strcmp(a, "--ips-per-worker")) {
             bad = parse_i64(v, &n) || n < 1 || n > 60000;
             o->ips_per_worker = (int)n;
@@ -490,6 +496,7 @@ static int start_workers(lg *g)
             c.slots = (uint32_t)g->nslots;
             c.seed = o->seed;
             c.handshake_timeout_ms = 10000;
+            c.max_inflight = o->max_handshakes;
             _exit(lg_worker_run(&c));
         }
         close(cmd[0]);
@@ -1097,6 +1104,7 @@ static void write_report(lg *g, int leftover, const char *leftover_sample, long 
     json_object_set_new(cfg, "stream_base", json_integer(o->stream_base));
     json_object_set_new(cfg, "gateways", gws);
     json_object_set_new(cfg, "arrival_by_stream", json_boolean(o->arrival_by_stream));
+    json_object_set_new(cfg, "max_handshakes", json_integer(o->max_handshakes));
     for (int i = 0; i < 1024; i++)
         if (g->fail_codes[i]) {
             char k[16];

@@ -132,11 +132,18 @@ static int open_conn(const struct sockaddr_in *gw, const char *host_port, const 
         return -1;
     setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (bind(c->fd, (const struct sockaddr *)src, sizeof(*src)) ||
-        connect(c->fd, (const struct sockaddr *)gw, sizeof(*gw))) {
-        fprintf(stderr, "bench_jtv: connect %s: %s\n", host_port, strerror(errno));
-        close(c->fd);
-        return -1;
+    /* one source address per 32 connections: the gateway caps connections
+     * and handshakes per IP address */
+    {
+        struct sockaddr_in a = *src;
+
+        a.sin_addr.s_addr = htonl(ntohl(src->sin_addr.s_addr) + (uint32_t)(nconns / 32));
+        if (bind(c->fd, (const struct sockaddr *)&a, sizeof(a)) ||
+            connect(c->fd, (const struct sockaddr *)gw, sizeof(*gw))) {
+            fprintf(stderr, "bench_jtv: connect %s: %s\n", host_port, strerror(errno));
+            close(c->fd);
+            return -1;
+        }
     }
     for (int i = 0; i < 16; i += 8) {
         uint64_t r = rng();
@@ -192,6 +199,15 @@ static int64_t live_count(const uint8_t *p, size_t len)
     return v;
 }
 
+static int sum_reopened(const int *r, int n)
+{
+    int t = 0;
+
+    for (int i = 0; i < n; i++)
+        t += r[i];
+    return t;
+}
+
 static int cmp_i64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -230,7 +246,7 @@ int main(int argc, char **argv)
     struct sockaddr_in gw_w, gw_j, src = {.sin_family = AF_INET};
     char hp_w[80], hp_j[80];
     int64_t *shown, *joined, t0, next_join, deadline;
-    int *watcher_of, started = 0, resolved = 0, ready = 0, failed = 0;
+    int *watcher_of, *reopened, started = 0, resolved = 0, ready = 0, failed = 0;
     sample *smp;
     struct pollfd *pfd;
 
@@ -248,9 +264,10 @@ int main(int argc, char **argv)
     shown = calloc((size_t)nstreams, sizeof(int64_t));
     joined = calloc((size_t)nstreams, sizeof(int64_t));
     watcher_of = calloc((size_t)nstreams, sizeof(int));
+    reopened = calloc((size_t)nstreams, sizeof(int));
     smp = calloc((size_t)nsamples, sizeof(sample));
     pfd = calloc(MAX_CONNS, sizeof(struct pollfd));
-    if (!shown || !joined || !watcher_of || !smp || !pfd)
+    if (!shown || !joined || !watcher_of || !reopened || !smp || !pfd)
         return 2;
     for (int s = 0; s < nstreams; s++) {
         watcher_of[s] = open_conn(&gw_w, hp_w, &src, stream_base + s, 500000000 + stream_base % 1000000 * 100 + s,
@@ -302,6 +319,23 @@ int main(int argc, char **argv)
                 close(c->fd);
                 c->fd = -1;
                 failed++;
+                if (c->watcher && reopened[c->stream] < 5) {
+                    /* a loaded gateway may drop a connection: watch again (the
+                     * new watcher is pushed the current count right after join) */
+                    int s = c->stream;
+
+                    reopened[s]++;
+                    for (int j = 0; j < started; j++) /* what it had not seen yet is lost */
+                        if (smp[j].stream == s && smp[j].t_join && !smp[j].t_seen) {
+                            smp[j].t_seen = -1;
+                            resolved++;
+                        }
+                    if (shown[s] >= 1)
+                        ready--;
+                    shown[s] = -1;
+                    watcher_of[s] = open_conn(&gw_w, hp_w, &src, stream_base + s,
+                                              500000000 + stream_base % 1000000 * 100 + s, secret, 1, s);
+                }
                 continue;
             }
             c->inlen += (size_t)r;
@@ -311,7 +345,7 @@ int main(int argc, char **argv)
                 if (h == 0)
                     continue;
                 if (h < 0 || status != 101 || !ok) {
-                    fprintf(stderr, "bench_jtv: handshake refused (HTTP %d)\n", status);
+                    fprintf(stderr, "bench_jtv: handshake refused (HTTP %d): %.60s\n", status, (const char *)c->in);
                     close(c->fd);
                     c->fd = -1;
                     failed++;
@@ -363,16 +397,16 @@ int main(int argc, char **argv)
         static const uint8_t bye[] = {0x03, 0xe8};
 
         for (int j = 0; j < started; j++)
-            if (smp[j].t_seen) {
+            if (smp[j].t_seen > 0) {
                 lat[n] = smp[j].t_seen - smp[j].t_join;
                 lat_req[n++] = smp[j].t_seen - smp[j].t_sent;
             }
         qsort(lat, n, sizeof(int64_t), cmp_i64);
         qsort(lat_req, n, sizeof(int64_t), cmp_i64);
         printf("{\"watch\":\"%s\",\"join\":\"%s\",\"streams\":%d,\"samples\":%d,\"resolved\":%zu,\"failed\":%d,"
-               "\"watchers_ready\":%d,\"p50_ms\":%.1f,\"p90_ms\":%.1f,\"p99_ms\":%.1f,\"max_ms\":%.1f,"
+               "\"watchers_ready\":%d,\"watchers_reopened\":%d,\"p50_ms\":%.1f,\"p90_ms\":%.1f,\"p99_ms\":%.1f,\"max_ms\":%.1f,"
                "\"from_request_p50_ms\":%.1f,\"from_request_p99_ms\":%.1f}\n",
-               hp_w, hp_j, nstreams, started, n, failed, ready, pct(lat, n, 0.5), pct(lat, n, 0.9), pct(lat, n, 0.99),
+               hp_w, hp_j, nstreams, started, n, failed, ready, sum_reopened(reopened, nstreams), pct(lat, n, 0.5), pct(lat, n, 0.9), pct(lat, n, 0.99),
                n ? (double)lat[n - 1] / 1000.0 : 0, pct(lat_req, n, 0.5), pct(lat_req, n, 0.99));
         fflush(stdout);
         for (int i = 0; i < nconns; i++)
