@@ -9,7 +9,7 @@
 
 #include "vc_keys.h"
 
-#define CK_MAGIC "VCK2"
+#define CK_MAGIC "VCK3"
 #define CK_HEAD 20
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -108,12 +108,13 @@ static int scan_keys(vc_redis_batch *b, int32_t p, keylist *out, char *errstr, s
     return 0;
 }
 
-int agg_checkpoint_produce(rd_kafka_t *rkp, const char *topic, int32_t topic_partitions, int32_t p,
-                           int64_t offset, const uint8_t *state, size_t len, void *msg_opaque,
+int agg_checkpoint_produce(rd_kafka_t *rkp, const char *topic, int32_t topic_partitions, const char *events_topic,
+                           int32_t p, int64_t offset, const uint8_t *state, size_t len, void *msg_opaque,
                            int *queued, char *errstr, size_t errstr_size)
 {
     uint32_t chunks = (uint32_t)((len + AGG_CHECKPOINT_CHUNK_MAX - 1) / AGG_CHECKPOINT_CHUNK_MAX);
-    uint8_t *buf = malloc(CK_HEAD + AGG_CHECKPOINT_CHUNK_MAX);
+    size_t tlen = strlen(events_topic), head = CK_HEAD + 2 + tlen;
+    uint8_t *buf = tlen <= 0xffff ? malloc(head + AGG_CHECKPOINT_CHUNK_MAX) : NULL;
     if (chunks == 0)
         chunks = 1;
     *queued = 0;
@@ -130,12 +131,15 @@ int agg_checkpoint_produce(rd_kafka_t *rkp, const char *topic, int32_t topic_par
         put_u64(buf + 4, (uint64_t)offset);
         put_u32(buf + 12, c);
         put_u32(buf + 16, chunks);
+        buf[CK_HEAD] = (uint8_t)(tlen & 0xff);
+        buf[CK_HEAD + 1] = (uint8_t)(tlen >> 8);
+        memcpy(buf + CK_HEAD + 2, events_topic, tlen);
         if (n > 0)
-            memcpy(buf + CK_HEAD, state + at, n);
+            memcpy(buf + head, state + at, n);
         snprintf(key, sizeof(key), "%d/%u", (int)p, c);
         do {
             err = rd_kafka_producev(rkp, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p % topic_partitions),
-                                    RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, CK_HEAD + n),
+                                    RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, head + n),
                                     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque),
                                     RD_KAFKA_V_END);
             if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -165,11 +169,11 @@ typedef struct {
     uint32_t cand_next, cand_chunks;
 } ck_reader;
 
-static void ck_chunk(ck_reader *r, const uint8_t *v, size_t len)
+static void ck_chunk(ck_reader *r, const uint8_t *v, size_t len, size_t head)
 {
     int64_t off = (int64_t)get_u64(v + 4);
     uint32_t c = get_u32(v + 12), chunks = get_u32(v + 16);
-    size_t n = len - CK_HEAD;
+    size_t n = len - head;
     if (chunks == 0 || c >= chunks)
         return;
     if (c == 0) {
@@ -193,7 +197,7 @@ static void ck_chunk(ck_reader *r, const uint8_t *v, size_t len)
         r->cand = nb;
         r->cand_cap = cap;
     }
-    memcpy(r->cand + r->cand_len, v + CK_HEAD, n);
+    memcpy(r->cand + r->cand_len, v + head, n);
     r->cand_len += n;
     r->cand_next = c + 1;
     if (r->cand_next == r->cand_chunks) {
@@ -215,10 +219,11 @@ static int64_t mono_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-int agg_checkpoint_load(const char *brokers, const char *topic, int32_t topic_partitions, const int32_t *ps,
-                        int n, uint8_t **states, size_t *lens, int64_t *offsets, int timeout_ms,
-                        char *errstr, size_t errstr_size)
+int agg_checkpoint_load(const char *brokers, const char *topic, int32_t topic_partitions, const char *events_topic,
+                        const int32_t *ps, int n, uint8_t **states, size_t *lens, int64_t *offsets,
+                        int timeout_ms, char *errstr, size_t errstr_size)
 {
+    size_t tlen = strlen(events_topic);
     rd_kafka_conf_t *conf;
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_partition_list_t *list = NULL;
@@ -295,7 +300,11 @@ int agg_checkpoint_load(const char *brokers, const char *topic, int32_t topic_pa
             if (next[kp] >= hi[kp])
                 open--;
             const char *slash = m->key ? memchr(m->key, '/', m->key_len) : NULL;
-            if (slash && m->len >= CK_HEAD && memcmp(m->payload, CK_MAGIC, 4) == 0) {
+            const uint8_t *v = m->payload;
+            /* chunks of another events topic (a shared checkpoint topic) are not ours */
+            if (slash && m->len >= CK_HEAD + 2 + tlen && memcmp(v, CK_MAGIC, 4) == 0 &&
+                (size_t)(v[CK_HEAD] | (v[CK_HEAD + 1] << 8)) == tlen &&
+                memcmp(v + CK_HEAD + 2, events_topic, tlen) == 0) {
                 char pbuf[16];
                 size_t plen = (size_t)(slash - (const char *)m->key);
                 if (plen > 0 && plen < sizeof(pbuf)) {
@@ -304,7 +313,7 @@ int agg_checkpoint_load(const char *brokers, const char *topic, int32_t topic_pa
                     int32_t p = (int32_t)strtol(pbuf, NULL, 10);
                     for (int i = 0; i < n; i++)
                         if (rd[i].p == p)
-                            ck_chunk(&rd[i], m->payload, m->len);
+                            ck_chunk(&rd[i], v, m->len, CK_HEAD + 2 + tlen);
                 }
             }
         }

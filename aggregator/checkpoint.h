@@ -9,10 +9,12 @@
  * 0..n-1 it read in order with the same offset (an interleaved or
  * incomplete one is ignored, the previous complete one stays).
  *
- * Value of a chunk: "VCK2", offset (u64 LE), chunk (u32), chunks (u32), then
- * up to AGG_CHECKPOINT_CHUNK_MAX bytes of the state. The state's own header
- * ("VCS2") versions its format; chunks of another magic (the former "VCK1"
- * DUMP format) are ignored. */
+ * Value of a chunk: "VCK3", offset (u64 LE), chunk (u32), chunks (u32), the
+ * name of the events topic the state belongs to (u16 LE length + bytes),
+ * then up to AGG_CHECKPOINT_CHUNK_MAX bytes of the state. A reader ignores
+ * chunks of another events topic (a checkpoint topic shared by mistake) and
+ * of another magic (the former "VCK1" DUMP format). The state's own header
+ * ("VCS2") versions its format. */
 #ifndef AGG_CHECKPOINT_H
 #define AGG_CHECKPOINT_H
 
@@ -30,18 +32,18 @@
  * every chunk carries msg_opaque (the delivery report tells when it is
  * durable). Returns the number of chunks produced (>= 1), or -1 with errstr
  * (*queued: chunks produced before the error, already on their way). */
-int agg_checkpoint_produce(rd_kafka_t *rkp, const char *topic, int32_t topic_partitions, int32_t p,
-                           int64_t offset, const uint8_t *state, size_t len, void *msg_opaque,
+int agg_checkpoint_produce(rd_kafka_t *rkp, const char *topic, int32_t topic_partitions, const char *events_topic,
+                           int32_t p, int64_t offset, const uint8_t *state, size_t len, void *msg_opaque,
                            int *queued, char *errstr, size_t errstr_size);
 
-/* Read the newest complete checkpoint of each partition ps[0..n) from topic
+/* Read the newest complete checkpoint of each partition ps[0..n) of events_topic from topic
  * (one consumer of its own on brokers, reading each needed topic partition
  * to the end it had when the call began, at most timeout_ms). states[i] gets
  * a malloc'ed copy of the state (NULL: none), lens[i] its length and
  * offsets[i] its offset (-1: none). 0, or -1 with errstr (nothing returned). */
-int agg_checkpoint_load(const char *brokers, const char *topic, int32_t topic_partitions, const int32_t *ps,
-                        int n, uint8_t **states, size_t *lens, int64_t *offsets, int timeout_ms,
-                        char *errstr, size_t errstr_size);
+int agg_checkpoint_load(const char *brokers, const char *topic, int32_t topic_partitions, const char *events_topic,
+                        const int32_t *ps, int n, uint8_t **states, size_t *lens, int64_t *offsets,
+                        int timeout_ms, char *errstr, size_t errstr_size);
 
 /* Delete every key of partition p, the meta hash last (so an interrupted
  * clear still reads as "no state"). 0, or -1 with errstr. */

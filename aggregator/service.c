@@ -189,7 +189,8 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
         ck_off[i] = -1;
     }
     if (svc->ckpt_partitions > 0 &&
-        agg_checkpoint_load(svc->cfg->brokers, svc->cfg->checkpoint_topic, svc->ckpt_partitions, ps, n, ck,
+        agg_checkpoint_load(svc->cfg->brokers, svc->cfg->checkpoint_topic, svc->ckpt_partitions,
+                            svc->cfg->events_topic, ps, n, ck,
                             ck_len, ck_off, 60000, err, sizeof(err)) < 0)
         LOG(svc, "checkpoints not readable: %s (recovering from the log)", err);
 
@@ -355,7 +356,8 @@ static int checkpoint_one(agg_service *svc, int32_t p)
     job->remaining = (int)((len + AGG_CHECKPOINT_CHUNK_MAX - 1) / AGG_CHECKPOINT_CHUNK_MAX);
     if (job->remaining == 0)
         job->remaining = 1;
-    chunks = agg_checkpoint_produce(svc->rkp, svc->cfg->checkpoint_topic, svc->ckpt_partitions, p, job->offset,
+    chunks = agg_checkpoint_produce(svc->rkp, svc->cfg->checkpoint_topic, svc->ckpt_partitions,
+                                    svc->cfg->events_topic, p, job->offset,
                                     state, len, job, &queued, err, sizeof(err));
     free(state);
     if (chunks < 0) {

@@ -162,6 +162,7 @@ static int live(int argc, char **argv)
         setenv("VC_EVENTS_TOPIC", topic, 1);
         setenv("VC_AGGREGATOR_GROUP", group, 1);
         setenv("VC_CHECKPOINT_TOPIC", "bench.agg.none", 1);
+        setenv("VC_CHECKPOINT_INTERVAL_S", "0", 1); /* the replay must not find checkpoints of a live run */
         setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
         if (getenv("AGG_BENCH_HTTP_PORT") == NULL)
             setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
