@@ -216,6 +216,33 @@ async function pageState(page) {
       });
       ok(done, `live again with ${want} when Redis answers`, JSON.stringify({ status: st.status, viewers: st.viewers }));
     }
+
+    // 6: with a viewer token in the address (?token=): a distinct user, one
+    // more viewer; the links keep the token. A forged token: "not allowed".
+    if (args.token) {
+      const tp = await context.newPage();
+      tp.on("pageerror", (e) => errors.push(e.message));
+      await tp.goto(`${args.gw0}/stream.html?stream=${top.stream}&token=${args.token}`);
+      [done, st] = await until(20000, async () => {
+        const s = await pageState(tp);
+        return [s.status === "live" && s.viewers === String(want + 1), s];
+      });
+      ok(done, `a page with a token counts as one more viewer (${want + 1})`,
+         JSON.stringify({ status: st.status, viewers: st.viewers }));
+      const back = await tp.getAttribute("#back", "href");
+      ok(back.includes("token=" + args.token), "the page's links keep the token", back.slice(0, 40) + "...");
+      await shot(tp, "stream-token");
+      await tp.close();
+      const bad = await context.newPage();
+      await bad.goto(`${args.gw0}/stream.html?stream=${top.stream}&token=${args.token.slice(0, -4)}AAAA`);
+      [done, st] = await until(10000, async () => {
+        const s = await pageState(bad);
+        return [s.status === "unauthorized", s];
+      });
+      ok(done, "a page with a forged token shows that the gateway refused it", st.status);
+      await shot(bad, "stream-forged-token");
+      await bad.close();
+    }
     ok(errors.length === 0, "no script errors in the pages", errors.join(" | "));
     await page.close(); // the page leaves: the counts go back to the loadgen's truth
     await context.close();

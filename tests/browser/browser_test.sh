@@ -18,7 +18,9 @@
 #     the other gateway) and shows the true count again; a board loaded from
 #     that gateway moves itself to the other one;
 #   - while Redis does not answer (CLIENT PAUSE on every node) the page shows
-#     its last count as stale, then live again.
+#     its last count as stale, then live again;
+#   - a page with ?token=<JWT> is one more (distinct) viewer, one with a
+#     forged token says the gateway refused it.
 # The truth the browser is held to is read from GET /api/streams/<id> after
 # the loadgen's checkpoint, and checked afterwards against the loadgen's own
 # per-stream truth in its report. Screenshots are saved under
@@ -164,6 +166,7 @@ NODE_PATH=$NODE_DIR/node_modules timeout -k 5 90 node "$REPO/tests/browser/brows
     --chromium "$CHROMIUM" --gw0 "$GW0" --gw1 "$GW1" --truth "$WORK/truth.json" --shots "$WORK/shots" \
     --kill "$STACK kill gateway 1" \
     --pause "for p in $(seq -s ' ' "$BASE" $((BASE + 5))); do redis-cli -p \$p CLIENT PAUSE 6000 ALL >/dev/null; done" \
+    --token "$("$BUILD/gateway/vc-gateway" token --user 900000001 --ttl 600)" \
     --expiry-ms "$VC_GATEWAY_TIMEOUT_MS" --result "$WORK/browser.json" || brc=$?
 ((brc == 0)) || say "the browser part failed (exit $brc)"
 
