@@ -36,7 +36,6 @@ LG=$BUILD/tests/load/vc-loadgen
 WORK=$BUILD/tests/browser-work
 NODE_DIR=$BUILD/tests/browser-node
 CHROMIUM=${VC_CHROMIUM:-/usr/bin/chromium}
-PLAYWRIGHT_VERSION=1.65.1
 FIRST=1000
 NSTREAMS=12
 
@@ -56,7 +55,11 @@ apt_install() {
 [[ -x $CHROMIUM ]] || bail "$CHROMIUM is not there after installing chromium"
 command -v node >/dev/null || apt_install nodejs
 command -v npm >/dev/null || apt_install npm
-if [[ ! -f $NODE_DIR/node_modules/playwright-core/package.json ]]; then
+# playwright-core 1.62+ needs Node.js 20; Debian 12's own nodejs is 18.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major >= 20)); then PLAYWRIGHT_VERSION=1.65.1; else PLAYWRIGHT_VERSION=1.61.1; fi
+installed=$(node -p "require('$NODE_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null) || installed=
+if [[ $installed != "$PLAYWRIGHT_VERSION" ]]; then
     say "installing playwright-core@$PLAYWRIGHT_VERSION (npm) into $NODE_DIR"
     mkdir -p "$NODE_DIR"
     [[ -f $NODE_DIR/package.json ]] || echo '{"private": true}' >"$NODE_DIR/package.json"
