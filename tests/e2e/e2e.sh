@@ -100,7 +100,7 @@ gateway_kill)
     # it comes back and takes new viewers again.
     fault="kill -9 gateway 1 (8 s liveness timeout), restarted after recovery"
     rec=(counts 5 t=6)
-    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 30
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints "4,6" --converge-timeout 30
           --at "5:$S kill gateway 1" --at "7:$S start gateway 1")
     expect+=("r['totals']['connections_lost'] > 0" "len(r['commands']) == 2")
     ;;
@@ -112,7 +112,7 @@ gateway_term)
     export VC_GATEWAY_TIMEOUT_MS=60000
     fault="SIGTERM gateway 1 (60 s liveness timeout: only its leaves can fix the counts)"
     rec=(counts 5 t=6)
-    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 25
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints "4,6" --converge-timeout 25
           --at "5:$S stop gateway 1" --at "7:$S start gateway 1")
     expect+=("r['totals']['lost_by_close_code'].get('1001', 0) > 0" "len(r['commands']) == 2")
     ;;
@@ -121,7 +121,7 @@ aggregator_kill)
     # it stored in Redis with the counts (exactly once).
     fault="kill -9 the aggregator, restarted at once"
     rec=(counts 5 t=6)
-    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 25
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints "4,6" --converge-timeout 25
           --at "5:$F kill_restart aggregator 0")
     expect+=("len(r['commands']) == 1")
     ;;
@@ -143,7 +143,7 @@ redis_failover)
     # the node comes back (as a replica).
     fault="kill -9 Redis master 0 (its replica is promoted), restarted after recovery"
     rec=(counts 5 t=6)
-    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints 4,6 --converge-timeout 30
+    args=(--viewers 500 --churn-seconds 30 --duration 12 --checkpoints "4,6" --converge-timeout 30
           --at "5:$S kill redis 0" --at "7:$S start redis 0")
     expect+=("len(r['commands']) == 2")
     ;;
@@ -152,7 +152,7 @@ redis_flushall)
     # from its checkpoints and the log) restores the exact counts.
     fault="FLUSHALL on every Redis master, vc-aggregator rebuild"
     rec=(counts 5 t=6)
-    args=(--viewers 500 --churn-seconds 30 --duration 10 --checkpoints 4,6 --converge-timeout 30
+    args=(--viewers 500 --churn-seconds 30 --duration 10 --checkpoints "4,6" --converge-timeout 30
           --at "5:$F flushall_rebuild")
     expect+=("len(r['commands']) == 1")
     ;;
@@ -176,7 +176,7 @@ broker)
     export VC_GATEWAY_TIMEOUT_MS=90000
     fault="broker 1 (leader of some partitions) down for 30 s"
     rec=(counts 35 t=36)
-    args=(--viewers 500 --churn-seconds 30 --duration 40 --checkpoints 4,36 --converge-timeout 30
+    args=(--viewers 500 --churn-seconds 30 --duration 40 --checkpoints "4,36" --converge-timeout 30
           --at "5:$S broker down 1" --at "35:$S broker up 1")
     expect+=("len(r['commands']) == 2")
     ;;
