@@ -11,6 +11,7 @@ struct gw_fanout {
     pthread_t tid;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    size_t split_min;
     int stop;
     int busy;                   /* the helper has a job (set by the caller, cleared by the helper) */
     unsigned gen;               /* job number, so a spurious wake-up does not run a job twice */
@@ -58,7 +59,7 @@ static void *helper(void *arg)
     return NULL;
 }
 
-gw_fanout *gw_fanout_new(void)
+gw_fanout *gw_fanout_new(size_t split_min)
 {
     gw_fanout *f;
     cpu_set_t cpus;
@@ -68,6 +69,7 @@ gw_fanout *gw_fanout_new(void)
         return NULL;
     if ((f = calloc(1, sizeof(*f))) == NULL)
         return NULL;
+    f->split_min = split_min;
     pthread_mutex_init(&f->mu, NULL);
     pthread_cond_init(&f->cv, NULL);
     if (pthread_create(&f->tid, NULL, helper, f) != 0) {
@@ -97,7 +99,7 @@ size_t gw_fanout_send(gw_fanout *f, const int *fds, ssize_t *sent, size_t n, con
 {
     size_t half, whole;
 
-    if (f == NULL || n < GW_FANOUT_SPLIT_MIN)
+    if (f == NULL || n < f->split_min || n < 2)
         return send_all(fds, sent, n, frame, len);
     half = n / 2;
     pthread_mutex_lock(&f->mu);

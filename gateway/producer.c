@@ -6,8 +6,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "vc_partition.h"
+
+/* Heartbeats are skipped to a partition that has had messages of this
+ * gateway outstanding with no acknowledgement for this long (see
+ * schemas/vc_rules.h, gateway liveness: a queued heartbeat delivered after an
+ * outage would say "alive now" about a past moment). */
+#define HB_STALL_MS 1000
+#define PART_MAX 4096
+
+typedef struct {
+    int64_t pending;          /* messages produced to the partition, not yet reported */
+    int64_t progress_ms;      /* last acknowledgement, or when pending left 0 (monotonic) */
+} part_track;
 
 struct gw_producer {
     rd_kafka_t *rk;
@@ -21,13 +34,27 @@ struct gw_producer {
     _Atomic int metadata_ok;
     gw_producer_stats st;
     uint8_t *buf;             /* encode buffer, VC_EVENT_ENCODED_MAX */
+    part_track *parts;        /* loop thread: PART_MAX entries */
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     gw_producer *p = opaque;
 
     (void)rk;
+    if (m->_private != NULL) { /* counted at produce: partition + 1 */
+        part_track *t = &p->parts[(intptr_t)m->_private - 1];
+        t->pending--;
+        if (!m->err)
+            t->progress_ms = mono_ms();
+    }
     if (m->err) {
         p->st.delivery_errors++;
         if (!p->outage)
@@ -81,7 +108,8 @@ gw_producer *gw_producer_new(const char *brokers, const char *topic, const char 
         {"reconnect.backoff.max.ms", "2000"},
     };
 
-    if (p == NULL || (p->buf = malloc(VC_EVENT_ENCODED_MAX)) == NULL) {
+    if (p == NULL || (p->buf = malloc(VC_EVENT_ENCODED_MAX)) == NULL ||
+        (p->parts = calloc(PART_MAX, sizeof(*p->parts))) == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
@@ -121,6 +149,7 @@ void gw_producer_destroy(gw_producer *p)
     if (p->rk)
         rd_kafka_destroy(p->rk);
     free(p->buf);
+    free(p->parts);
     free(p);
 }
 
@@ -128,6 +157,7 @@ int gw_producer_send(gw_producer *p, vc_event *ev, int32_t partition, int64_t no
 {
     char key[VC_STREAM_KEY_MAX];
     size_t keylen, len;
+    int32_t track;
     rd_kafka_resp_err_t err;
 
     snprintf(ev->gateway_id, sizeof(ev->gateway_id), "%s", p->gateway_id);
@@ -139,7 +169,12 @@ int gw_producer_send(gw_producer *p, vc_event *ev, int32_t partition, int64_t no
         return -1;
     }
     keylen = vc_stream_key(ev->stream_id, key);
-    err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt),
+    {
+        int32_t nparts = gw_producer_partitions(p);
+        int32_t part = partition >= 0 ? partition : nparts > 0 ? vc_stream_partition(ev->stream_id, nparts) : -1;
+        track = part >= 0 && part < PART_MAX ? part : -1;
+    }
+    err = rd_kafka_producev(p->rk, RD_KAFKA_V_RKT(p->rkt), RD_KAFKA_V_OPAQUE((void *)(intptr_t)(track + 1)),
                             RD_KAFKA_V_PARTITION(partition >= 0 ? partition : RD_KAFKA_PARTITION_UA),
                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_KEY(key, keylen),
                             RD_KAFKA_V_VALUE(p->buf, len), RD_KAFKA_V_END);
@@ -151,6 +186,10 @@ int gw_producer_send(gw_producer *p, vc_event *ev, int32_t partition, int64_t no
         return -1;
     }
     p->st.produced++;
+    if (track >= 0) {
+        if (p->parts[track].pending++ == 0)
+            p->parts[track].progress_ms = mono_ms();
+    }
     return 0;
 }
 
@@ -159,9 +198,13 @@ int gw_producer_heartbeat(gw_producer *p, int64_t now_ms)
     int32_t n = gw_producer_partitions(p);
     int sent = 0;
 
+    int64_t now = mono_ms();
+
     for (int32_t i = 0; i < n; i++) {
         vc_event ev;
 
+        if (i < PART_MAX && p->parts[i].pending > 0 && now - p->parts[i].progress_ms > HB_STALL_MS)
+            continue; /* stalled: a heartbeat queued here would arrive late */
         vc_event_init(&ev);
         ev.type = VC_EV_HEARTBEAT;
         if (gw_producer_send(p, &ev, i, now_ms) == 0)

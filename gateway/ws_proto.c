@@ -805,11 +805,12 @@ int gw_proto_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 
 /* Write msg to every viewer of st. Viewers with nothing pending (no queued
  * count, nothing lws buffers) get the frame, framed once here, by a plain
- * send() in one tight loop (gw_fanout: split over two threads for a large
- * stream) instead of one lws_write() each; the others, and any whose socket
- * is full, get it in WRITEABLE (viewer_queue). A send the kernel took only
- * part of is handed to lws as raw bytes: lws keeps the rest and writes it
- * before anything else on that connection, so frames stay whole. */
+ * send() in one tight loop (gw_fanout: split over two threads from
+ * GW_FANOUT_SPLIT_MIN viewers on) instead of one lws_write() each; the
+ * others, and any whose socket is full, get it in WRITEABLE (viewer_queue).
+ * A send the kernel took only part of is handed to lws as raw bytes: lws
+ * keeps the rest and writes it before anything else on that connection, so
+ * frames stay whole. */
 static void fan_out(gw_service *s, gw_stream *st, gw_msg *msg)
 {
     unsigned char frame[10 + GW_COUNT_MSG_MAX];
@@ -842,7 +843,7 @@ static void fan_out(gw_service *s, gw_stream *st, gw_msg *msg)
         n++;
     }
     if (n >= GW_FANOUT_SPLIT_MIN && s->fanout == NULL)
-        s->fanout = gw_fanout_new(); /* NULL: one thread does it all */
+        s->fanout = gw_fanout_new(GW_FANOUT_SPLIT_MIN); /* NULL: one thread does it all */
     gw_fanout_send(s->fanout, fds, sent, n, frame, flen);
     for (size_t i = 0; i < n; i++) {
         if (sent[i] == (ssize_t)flen) {

@@ -105,17 +105,27 @@
       ctx.textAlign = m === 0 ? "left" : m === 5 ? "right" : "center";
       ctx.fillText(m === 5 ? "now" : "-" + (5 - m) + " min", x(t0 + m * 60000), h - padB + 6);
     }
+    // A step line, one path per run of samples of one colour; no line where
+    // there was no number.
     ctx.lineWidth = 2;
+    ctx.lineJoin = "round";
+    let color = null;
+    const flush = () => { if (color) ctx.stroke(); color = null; };
     for (let i = 1; i < samples.length; i++) {
       const a = samples[i - 1], b = samples[i];
-      if (a.v === null || b.t < t0) continue;
-      ctx.strokeStyle = a.s === "live" ? colLive : colStale;
-      ctx.beginPath();
-      ctx.moveTo(x(Math.max(a.t, t0)), y(a.v));
+      if (a.v === null || b.t < t0) { flush(); continue; }
+      const c = a.s === "live" ? colLive : colStale;
+      if (c !== color) {
+        flush();
+        color = c;
+        ctx.strokeStyle = c;
+        ctx.beginPath();
+        ctx.moveTo(x(Math.max(a.t, t0)), y(a.v));
+      }
       ctx.lineTo(x(b.t), y(a.v));
-      if (b.v !== null) ctx.lineTo(x(b.t), y(b.v));
-      ctx.stroke();
+      if (b.v !== null && b.s === a.s) ctx.lineTo(x(b.t), y(b.v));
     }
+    flush();
   }
   setInterval(() => { sample(); draw(); }, 1000);
   window.addEventListener("resize", draw);

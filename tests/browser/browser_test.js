@@ -106,7 +106,7 @@ async function pageState(page) {
     // root in a container: no sandbox; small /dev/shm.
     args: ["--no-sandbox", "--disable-dev-shm-usage"],
   });
-  const hardStop = setTimeout(() => { console.log("not ok - the browser part ran out of time"); process.exit(1); }, 55000);
+  const hardStop = setTimeout(() => { console.log("not ok - the browser part ran out of time"); process.exit(1); }, 70000);
   try {
     const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
     const page = await context.newPage();
@@ -197,6 +197,52 @@ async function pageState(page) {
              `${((Date.now() - t0) / 1000).toFixed(1)} s after the kill; it showed ${st.values.join(" -> ")}`,
        JSON.stringify(st));
     await shot(page, "stream-after-kill");
+
+    // 5: Redis does not answer for a while (CLIENT PAUSE on every node): the
+    // page marks the last count stale, then live again.
+    if (args.pause) {
+      execSync(args.pause, { stdio: "inherit" });
+      [done, st] = await until(12000, async () => {
+        const s = await pageState(page);
+        return [s.status === "stale", s];
+      });
+      const badge = await page.textContent("#status");
+      ok(done && badge === "stale", "while Redis does not answer the page shows the last count as stale",
+         JSON.stringify({ badge, viewers: st.viewers }));
+      await shot(page, "stream-stale");
+      [done, st] = await until(30000, async () => {
+        const s = await pageState(page);
+        return [s.status === "live" && s.viewers === String(want), s];
+      });
+      ok(done, `live again with ${want} when Redis answers`, JSON.stringify({ status: st.status, viewers: st.viewers }));
+    }
+
+    // 6: with a viewer token in the address (?token=): a distinct user, one
+    // more viewer; the links keep the token. A forged token: "not allowed".
+    if (args.token) {
+      const tp = await context.newPage();
+      tp.on("pageerror", (e) => errors.push(e.message));
+      await tp.goto(`${args.gw0}/stream.html?stream=${top.stream}&token=${args.token}`);
+      [done, st] = await until(20000, async () => {
+        const s = await pageState(tp);
+        return [s.status === "live" && s.viewers === String(want + 1), s];
+      });
+      ok(done, `a page with a token counts as one more viewer (${want + 1})`,
+         JSON.stringify({ status: st.status, viewers: st.viewers }));
+      const back = await tp.getAttribute("#back", "href");
+      ok(back.includes("token=" + args.token), "the page's links keep the token", back.slice(0, 40) + "...");
+      await shot(tp, "stream-token");
+      await tp.close();
+      const bad = await context.newPage();
+      await bad.goto(`${args.gw0}/stream.html?stream=${top.stream}&token=${args.token.slice(0, -4)}AAAA`);
+      [done, st] = await until(10000, async () => {
+        const s = await pageState(bad);
+        return [s.status === "unauthorized", s];
+      });
+      ok(done, "a page with a forged token shows that the gateway refused it", st.status);
+      await shot(bad, "stream-forged-token");
+      await bad.close();
+    }
     ok(errors.length === 0, "no script errors in the pages", errors.join(" | "));
     await page.close(); // the page leaves: the counts go back to the loadgen's truth
     await context.close();

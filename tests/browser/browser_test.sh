@@ -15,7 +15,12 @@
 #   - a stream page reaches the true count (plus itself: an anonymous page is
 #     one viewer per connection);
 #   - after kill -9 of the gateway under that page, the page reconnects (to
-#     the other gateway) and shows the true count again.
+#     the other gateway) and shows the true count again; a board loaded from
+#     that gateway moves itself to the other one;
+#   - while Redis does not answer (CLIENT PAUSE on every node) the page shows
+#     its last count as stale, then live again;
+#   - a page with ?token=<JWT> is one more (distinct) viewer, one with a
+#     forged token says the gateway refused it.
 # The truth the browser is held to is read from GET /api/streams/<id> after
 # the loadgen's checkpoint, and checked afterwards against the loadgen's own
 # per-stream truth in its report. Screenshots are saved under
@@ -31,7 +36,6 @@ LG=$BUILD/tests/load/vc-loadgen
 WORK=$BUILD/tests/browser-work
 NODE_DIR=$BUILD/tests/browser-node
 CHROMIUM=${VC_CHROMIUM:-/usr/bin/chromium}
-PLAYWRIGHT_VERSION=1.65.1
 FIRST=1000
 NSTREAMS=12
 
@@ -51,7 +55,11 @@ apt_install() {
 [[ -x $CHROMIUM ]] || bail "$CHROMIUM is not there after installing chromium"
 command -v node >/dev/null || apt_install nodejs
 command -v npm >/dev/null || apt_install npm
-if [[ ! -f $NODE_DIR/node_modules/playwright-core/package.json ]]; then
+# playwright-core 1.62+ needs Node.js 20; Debian 12's own nodejs is 18.
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+if ((node_major >= 20)); then PLAYWRIGHT_VERSION=1.65.1; else PLAYWRIGHT_VERSION=1.61.1; fi
+installed=$(node -p "require('$NODE_DIR/node_modules/playwright-core/package.json').version" 2>/dev/null) || installed=
+if [[ $installed != "$PLAYWRIGHT_VERSION" ]]; then
     say "installing playwright-core@$PLAYWRIGHT_VERSION (npm) into $NODE_DIR"
     mkdir -p "$NODE_DIR"
     [[ -f $NODE_DIR/package.json ]] || echo '{"private": true}' >"$NODE_DIR/package.json"
@@ -112,7 +120,7 @@ GW1=http://127.0.0.1:$((BASE + 21))
 REPORT=$WORK/report.json
 say "vc-loadgen: 600 viewers over $NSTREAMS streams"
 "$LG" --seed 11 --viewers 600 --streams "$NSTREAMS" --stream-base "$FIRST" --zipf 1.0 --churn-seconds 0 \
-    --tabs-fraction 0.3 --refresh-fraction 0 --duration 70 --checkpoints 4 --converge-timeout 30 \
+    --tabs-fraction 0.3 --refresh-fraction 0 --duration 85 --checkpoints 4 --converge-timeout 30 \
     --at "6:touch $WORK/checkpoint.passed" --progress 10 --report "$REPORT" >"$WORK/loadgen.log" 2>&1 &
 LG_PID=$!
 deadline=$((SECONDS + 60))
@@ -157,9 +165,12 @@ done
 # ---- the browser
 say "Chromium $("$CHROMIUM" --version 2>/dev/null | awk '{print $2}') headless, playwright-core $PLAYWRIGHT_VERSION"
 brc=0
-NODE_PATH=$NODE_DIR/node_modules timeout -k 5 75 node "$REPO/tests/browser/browser_test.js" \
+NODE_PATH=$NODE_DIR/node_modules timeout -k 5 90 node "$REPO/tests/browser/browser_test.js" \
     --chromium "$CHROMIUM" --gw0 "$GW0" --gw1 "$GW1" --truth "$WORK/truth.json" --shots "$WORK/shots" \
-    --kill "$STACK kill gateway 1" --expiry-ms "$VC_GATEWAY_TIMEOUT_MS" --result "$WORK/browser.json" || brc=$?
+    --kill "$STACK kill gateway 1" \
+    --pause "for p in $(seq -s ' ' "$BASE" $((BASE + 5))); do redis-cli -p \$p CLIENT PAUSE 6000 ALL >/dev/null; done" \
+    --token "$("$BUILD/gateway/vc-gateway" token --user 900000001 --ttl 600)" \
+    --expiry-ms "$VC_GATEWAY_TIMEOUT_MS" --result "$WORK/browser.json" || brc=$?
 ((brc == 0)) || say "the browser part failed (exit $brc)"
 
 # ---- the loadgen's verdict and its own truth

@@ -13,7 +13,6 @@
 #   stop      SIGTERM, then SIGKILL after 5 s
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-STACK=$REPO/deploy/local/stack
 : "${VC_STACK_DIR:?run with the stack environment}"
 REF_DB=${VC_E2E_REF_DB:-vc_ref}
 REF_GROUP=${VC_E2E_REF_GROUP:-vc-sink-ref}

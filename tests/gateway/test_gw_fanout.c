@@ -63,13 +63,13 @@ Test(fanout, text_header_lengths)
 /* Enough sockets for the split: both threads' halves arrive, whole. */
 Test(fanout, split_over_two_threads_reaches_every_socket)
 {
-    enum { N = GW_FANOUT_SPLIT_MIN + 101 };
+    enum { SPLIT = 1000, N = SPLIT + 101 };
     static int fds[N], peers[N];
     static ssize_t sent[N];
     const char text[] = "{\"type\":\"count\",\"stream\":42,\"viewers\":7,\"peak\":9,\"status\":\"live\"}";
     unsigned char frame[10 + sizeof(text)];
     size_t h = gw_fanout_text_header(frame, sizeof(text) - 1), len = h + sizeof(text) - 1;
-    gw_fanout *f = gw_fanout_new();
+    gw_fanout *f = gw_fanout_new(SPLIT);
     struct rlimit rl;
     cpu_set_t cpus;
 

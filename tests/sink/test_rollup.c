@@ -362,3 +362,47 @@ Test(rollup, a_long_silence_ends_the_viewers_at_the_timeout)
     cr_expect_eq(sk_rollup_streams(r), 0);
     sk_rollup_destroy(r);
 }
+
+/* A broker outage longer than the timeout: gw-a's backlog reaches the
+ * partition first, then gw-b's (the gateways skip heartbeats to a partition
+ * that does not acknowledge them, so the backlogs hold joins and leaves only:
+ * schemas/vc_rules.h). gw-b's viewers stay: no session ends "gateway_dead",
+ * and each of them counts through the outage's buckets. */
+Test(rollup, an_outage_backlog_does_not_end_the_sessions_of_the_gateway_behind_it)
+{
+    sk_rollup_conf c = conf_of(60, 90);
+    sk_rollup *r = sk_rollup_new(&c);
+    for (int64_t t = 0; t <= 60; t += 10) {
+        hb(r, "gw-a", BASE + t * S);
+        hb(r, "gw-b", BASE + t * S + 1);
+    }
+    ev_apply(r, VC_EV_JOIN, "gw-b", 5, 1, 100, BASE + 61 * S, VC_LEAVE_NONE);
+    ev_apply(r, VC_EV_JOIN, "gw-b", 5, 2, 101, BASE + 62 * S, VC_LEAVE_NONE);
+    hb(r, "gw-a", BASE + 70 * S);
+    hb(r, "gw-b", BASE + 70 * S + 1);
+    /* outage [75 s, 375 s): gw-a's backlog, then gw-b's */
+    for (int64_t t = 80; t < 375; t += 20)
+        ev_apply(r, VC_EV_JOIN, "gw-a", 6, 0, 1000 + t, BASE + t * S, VC_LEAVE_NONE);
+    ev_apply(r, VC_EV_JOIN, "gw-b", 5, 3, 102, BASE + 200 * S, VC_LEAVE_NONE);
+    ev_apply(r, VC_EV_LEAVE, "gw-b", 5, 3, 102, BASE + 300 * S, VC_LEAVE_CLIENT_CLOSED);
+    for (int64_t t = 380; t <= 600; t += 10) {
+        hb(r, "gw-a", BASE + t * S);
+        hb(r, "gw-b", BASE + t * S + 1);
+    }
+    const sk_rows *rows = sk_rollup_rows(r);
+    for (size_t i = 0; i < rows->nsess; i++)
+        cr_expect_neq(rows->sess[i].reason, SK_END_GATEWAY_DEAD, "session of %s conn %lld ended as gateway_dead",
+                      rows->sess[i].gateway_id, (long long)rows->sess[i].conn_id);
+    cr_assert_eq(rows->nsess, 1, "only the viewer who left has a finished session");
+    cr_expect_eq(rows->sess[0].conn_id, 102);
+    /* stream 5 through the outage's buckets (closed by gw-a's backlog, before
+     * gw-b's arrived): gw-b's two viewers all along, never 0 */
+    for (int64_t b = 120; b <= 300; b += 60) {
+        const sk_history_row *h = hist_at(rows, 5, BASE + b * S);
+        cr_assert_not_null(h, "no row for stream 5 at +%llds", (long long)b);
+        cr_expect_geq(h->min, 2, "stream 5 at +%llds: min %u", (long long)b, h->min);
+    }
+    expect_hist(rows, 5, 120, 2, 2, 2 * 60 * S, 0, 0, 2);
+    cr_expect_eq(sk_rollup_conns(r), 2 + 15, "gw-b's two viewers and gw-a's 15 of the outage are open");
+    sk_rollup_destroy(r);
+}
