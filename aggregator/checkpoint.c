@@ -9,7 +9,7 @@
 
 #include "vc_keys.h"
 
-#define CK_MAGIC "VCK1"
+#define CK_MAGIC "VCK3"
 #define CK_HEAD 20
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -108,258 +108,232 @@ static int scan_keys(vc_redis_batch *b, int32_t p, keylist *out, char *errstr, s
     return 0;
 }
 
-static int produce_chunk(rd_kafka_t *rkp, const char *topic, int32_t kpart, int32_t p, uint32_t chunk,
-                         uint8_t *buf, size_t len, char *errstr, size_t errstr_size)
+int agg_checkpoint_produce(rd_kafka_t *rkp, const char *topic, int32_t topic_partitions, const char *events_topic,
+                           int32_t p, int64_t offset, const uint8_t *state, size_t len, void *msg_opaque,
+                           int *queued, char *errstr, size_t errstr_size)
 {
-    char key[32];
-    rd_kafka_resp_err_t err;
-    snprintf(key, sizeof(key), "%d/%u", (int)p, chunk);
-    err = rd_kafka_producev(rkp, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(kpart),
-                            RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, len),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-    if (err) {
-        snprintf(errstr, errstr_size, "checkpoint produce: %s", rd_kafka_err2str(err));
+    uint32_t chunks = (uint32_t)((len + AGG_CHECKPOINT_CHUNK_MAX - 1) / AGG_CHECKPOINT_CHUNK_MAX);
+    size_t tlen = strlen(events_topic), head = CK_HEAD + 2 + tlen;
+    uint8_t *buf = tlen <= 0xffff ? malloc(head + AGG_CHECKPOINT_CHUNK_MAX) : NULL;
+    if (chunks == 0)
+        chunks = 1;
+    *queued = 0;
+    if (buf == NULL) {
+        snprintf(errstr, errstr_size, "out of memory");
         return -1;
     }
-    return 0;
+    for (uint32_t c = 0; c < chunks; c++) {
+        size_t at = (size_t)c * AGG_CHECKPOINT_CHUNK_MAX;
+        size_t n = len - at < AGG_CHECKPOINT_CHUNK_MAX ? len - at : AGG_CHECKPOINT_CHUNK_MAX;
+        char key[32];
+        rd_kafka_resp_err_t err;
+        memcpy(buf, CK_MAGIC, 4);
+        put_u64(buf + 4, (uint64_t)offset);
+        put_u32(buf + 12, c);
+        put_u32(buf + 16, chunks);
+        buf[CK_HEAD] = (uint8_t)(tlen & 0xff);
+        buf[CK_HEAD + 1] = (uint8_t)(tlen >> 8);
+        memcpy(buf + CK_HEAD + 2, events_topic, tlen);
+        if (n > 0)
+            memcpy(buf + head, state + at, n);
+        snprintf(key, sizeof(key), "%d/%u", (int)p, c);
+        do {
+            err = rd_kafka_producev(rkp, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p % topic_partitions),
+                                    RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, head + n),
+                                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(msg_opaque),
+                                    RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(rkp, 10);
+        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        if (err) {
+            snprintf(errstr, errstr_size, "checkpoint produce: %s", rd_kafka_err2str(err));
+            free(buf);
+            return -1;
+        }
+        (*queued)++;
+    }
+    free(buf);
+    return (int)chunks;
 }
 
-int agg_checkpoint_write(vc_redis_batch *b, rd_kafka_t *rkp, const char *topic, int32_t topic_partitions,
-                         int32_t p, int64_t offset, char *errstr, size_t errstr_size)
-{
-    keylist keys = {0};
-    uint8_t *buf = NULL;
-    size_t len, cap = CK_HEAD + AGG_CHECKPOINT_CHUNK_MAX;
-    uint32_t chunk = 0, chunks = 0;
-    int rc = -1, pass;
+/* Per partition being read: the newest complete checkpoint and the one being
+ * assembled. */
+typedef struct {
+    int32_t p;
+    uint8_t *best;
+    size_t best_len;
+    int64_t best_off;
+    uint8_t *cand;
+    size_t cand_len, cand_cap;
+    int64_t cand_off;
+    uint32_t cand_next, cand_chunks;
+} ck_reader;
 
-    if (scan_keys(b, p, &keys, errstr, errstr_size) < 0)
-        goto out;
-    vc_redis_batch_reset(b);
-    for (size_t i = 0; i < keys.n; i++) {
-        const char *argv[2] = {"DUMP", keys.keys[i]};
-        size_t argvlen[2] = {4, keys.lens[i]};
-        if (vc_redis_batch_add(b, keys.keys[i], 2, argv, argvlen) < 0) {
-            snprintf(errstr, errstr_size, "too many keys for one checkpoint batch");
-            goto out;
-        }
+static void ck_chunk(ck_reader *r, const uint8_t *v, size_t len, size_t head)
+{
+    int64_t off = (int64_t)get_u64(v + 4);
+    uint32_t c = get_u32(v + 12), chunks = get_u32(v + 16);
+    size_t n = len - head;
+    if (chunks == 0 || c >= chunks)
+        return;
+    if (c == 0) {
+        r->cand_len = 0;
+        r->cand_off = off;
+        r->cand_next = 0;
+        r->cand_chunks = chunks;
+    } else if (r->cand_chunks == 0 || c != r->cand_next || off != r->cand_off || chunks != r->cand_chunks) {
+        r->cand_chunks = 0; /* out of order: drop the assembly */
+        return;
     }
-    if (keys.n > 0 && vc_redis_batch_exec(b, errstr, errstr_size) < 0)
-        goto out;
-    buf = malloc(cap);
-    if (buf == NULL) {
+    if (r->cand_len + n > r->cand_cap) {
+        size_t cap = r->cand_cap ? r->cand_cap : AGG_CHECKPOINT_CHUNK_MAX;
+        while (cap < r->cand_len + n)
+            cap *= 2;
+        uint8_t *nb = realloc(r->cand, cap);
+        if (nb == NULL) {
+            r->cand_chunks = 0;
+            return;
+        }
+        r->cand = nb;
+        r->cand_cap = cap;
+    }
+    memcpy(r->cand + r->cand_len, v + head, n);
+    r->cand_len += n;
+    r->cand_next = c + 1;
+    if (r->cand_next == r->cand_chunks) {
+        free(r->best);
+        r->best = r->cand;
+        r->best_len = r->cand_len;
+        r->best_off = r->cand_off;
+        r->cand = NULL;
+        r->cand_cap = 0;
+        r->cand_len = 0;
+        r->cand_chunks = 0;
+    }
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int agg_checkpoint_load(const char *brokers, const char *topic, int32_t topic_partitions, const char *events_topic,
+                        const int32_t *ps, int n, uint8_t **states, size_t *lens, int64_t *offsets,
+                        int timeout_ms, char *errstr, size_t errstr_size)
+{
+    size_t tlen = strlen(events_topic);
+    rd_kafka_conf_t *conf;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_topic_partition_list_t *list = NULL;
+    ck_reader *rd = calloc((size_t)(n > 0 ? n : 1), sizeof(*rd));
+    int64_t *next = calloc((size_t)topic_partitions, sizeof(*next)), *hi = calloc((size_t)topic_partitions, sizeof(*hi));
+    int rc = -1, open = 0;
+    int64_t deadline = mono_ms() + timeout_ms;
+
+    for (int i = 0; i < n; i++) {
+        states[i] = NULL;
+        lens[i] = 0;
+        offsets[i] = -1;
+    }
+    if (rd == NULL || next == NULL || hi == NULL) {
         snprintf(errstr, errstr_size, "out of memory");
         goto out;
     }
-    /* pass 0 counts the chunks, pass 1 produces them */
-    for (pass = 0; pass < 2; pass++) {
-        chunk = 0;
-        len = CK_HEAD;
-        for (size_t i = 0; i <= keys.n; i++) {
-            const redisReply *r = i < keys.n ? vc_redis_batch_reply(b, (int)i) : NULL;
-            size_t rec = 0;
-            if (r != NULL && r->type != REDIS_REPLY_STRING)
-                continue; /* gone meanwhile (nil) */
-            if (r != NULL) {
-                rec = 8 + keys.lens[i] + r->len;
-                if (rec > AGG_CHECKPOINT_CHUNK_MAX) {
-                    snprintf(errstr, errstr_size, "key %s too large for a checkpoint chunk", keys.keys[i]);
-                    goto out;
-                }
-            }
-            if (r == NULL || len + rec > cap) {
-                memcpy(buf, CK_MAGIC, 4);
-                put_u64(buf + 4, (uint64_t)offset);
-                put_u32(buf + 12, chunk);
-                put_u32(buf + 16, chunks);
-                if (pass == 1 && produce_chunk(rkp, topic, p % topic_partitions, p, chunk, buf, len, errstr,
-                                               errstr_size) < 0)
-                    goto out;
-                chunk++;
-                len = CK_HEAD;
-                if (r == NULL)
-                    break;
-            }
-            put_u32(buf + len, (uint32_t)keys.lens[i]);
-            memcpy(buf + len + 4, keys.keys[i], keys.lens[i]);
-            len += 4 + keys.lens[i];
-            put_u32(buf + len, (uint32_t)r->len);
-            memcpy(buf + len + 4, r->str, r->len);
-            len += 4 + r->len;
-        }
-        chunks = chunk;
-    }
-    if (rd_kafka_flush(rkp, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        snprintf(errstr, errstr_size, "checkpoint not delivered within 30 s");
+    if (n == 0 || topic_partitions <= 0) {
+        rc = 0;
         goto out;
     }
-    rc = 0;
-out:
-    free(buf);
-    keylist_free(&keys);
-    return rc;
-}
-
-typedef struct {
-    uint8_t *val;
-    size_t len;
-} chunk_msg;
-
-int agg_checkpoint_restore(vc_redis_batch *b, const char *brokers, const char *topic,
-                           int32_t topic_partitions, int32_t p, int64_t *offset, char *errstr,
-                           size_t errstr_size)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_t *rk = NULL;
-    rd_kafka_topic_partition_list_t *list = NULL;
-    int32_t kpart = p % topic_partitions;
-    int64_t lo = 0, hi = 0;
-    chunk_msg *chunks = NULL;
-    size_t nchunks = 0;
-    char meta[VC_KEY_MAX];
-    int rc = -1;
-
+    conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, errstr, errstr_size) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "group.id", "vc-aggregator-checkpoint-reader", errstr, errstr_size) !=
             RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr, errstr_size) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "fetch.max.bytes", "67108864", errstr, errstr_size) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
-        return -1;
+        goto out;
     }
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, errstr_size);
     if (rk == NULL) {
         rd_kafka_conf_destroy(conf);
-        return -1;
-    }
-    if (rd_kafka_query_watermark_offsets(rk, topic, kpart, &lo, &hi, 10000) != 0) {
-        snprintf(errstr, errstr_size, "checkpoint topic %s[%d]: watermarks unavailable", topic, (int)kpart);
         goto out;
     }
-    if (hi <= lo) {
-        rc = 0;
-        goto out;
+    list = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++) {
+        int32_t kp = ps[i] % topic_partitions;
+        rd[i].p = ps[i];
+        rd[i].best_off = -1;
+        if (hi[kp] != 0 || next[kp] != 0)
+            continue; /* already listed */
+        int64_t lo = 0, h = 0;
+        if (rd_kafka_query_watermark_offsets(rk, topic, kp, &lo, &h, 10000) != 0) {
+            snprintf(errstr, errstr_size, "checkpoint topic %s[%d]: watermarks unavailable", topic, (int)kp);
+            goto out;
+        }
+        if (h <= lo)
+            continue;
+        next[kp] = lo;
+        hi[kp] = h;
+        rd_kafka_topic_partition_list_add(list, topic, kp)->offset = lo;
+        open++;
     }
-    chunks = calloc(4096, sizeof(*chunks)); /* newest message per chunk number */
-    if (chunks == NULL)
-        goto out;
-    list = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(list, topic, kpart)->offset = lo;
-    rd_kafka_assign(rk, list);
-    {
-        char prefix[32];
-        int plen = snprintf(prefix, sizeof(prefix), "%d/", (int)p);
-        struct timespec t0, t;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        for (int64_t next = lo; next < hi;) {
-            rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-            clock_gettime(CLOCK_MONOTONIC, &t);
-            if (t.tv_sec - t0.tv_sec > 60) {
-                if (m)
-                    rd_kafka_message_destroy(m);
-                snprintf(errstr, errstr_size, "checkpoint topic not read within 60 s");
-                goto out;
-            }
-            if (m == NULL)
-                continue;
-            if (m->err) {
+    if (open > 0)
+        rd_kafka_assign(rk, list);
+    while (open > 0) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (mono_ms() > deadline) {
+            if (m)
                 rd_kafka_message_destroy(m);
-                continue;
-            }
-            next = m->offset + 1;
-            if (m->key_len > (size_t)plen && memcmp(m->key, prefix, (size_t)plen) == 0 && m->len >= CK_HEAD &&
-                memcmp(m->payload, CK_MAGIC, 4) == 0) {
-                uint32_t c = get_u32((const uint8_t *)m->payload + 12);
-                if (c < 4096) {
-                    free(chunks[c].val);
-                    chunks[c].val = malloc(m->len);
-                    if (chunks[c].val != NULL) {
-                        memcpy(chunks[c].val, m->payload, m->len);
-                        chunks[c].len = m->len;
-                    }
-                    if (c + 1 > nchunks)
-                        nchunks = c + 1;
-                }
-            }
+            snprintf(errstr, errstr_size, "checkpoint topic not read within %d ms", timeout_ms);
+            goto out;
+        }
+        if (m == NULL)
+            continue;
+        if (m->err || m->partition < 0 || m->partition >= topic_partitions) {
             rd_kafka_message_destroy(m);
+            continue;
         }
-    }
-    if (nchunks == 0 || chunks[0].val == NULL) {
-        rc = 0;
-        goto out;
-    }
-    {
-        uint64_t ck_offset = get_u64(chunks[0].val + 4);
-        uint32_t n = get_u32(chunks[0].val + 16);
-        const uint8_t *meta_dump = NULL;
-        size_t meta_len = 0;
-        vc_key_meta(meta, sizeof(meta), p);
-        for (uint32_t c = 0; c < n; c++) {
-            if (c >= nchunks || chunks[c].val == NULL || get_u64(chunks[c].val + 4) != ck_offset ||
-                get_u32(chunks[c].val + 16) != n) {
-                snprintf(errstr, errstr_size, "checkpoint of partition %d at offset %" PRIu64 " is incomplete",
-                         (int)p, ck_offset);
-                goto out;
-            }
-        }
-        vc_redis_batch_reset(b);
-        for (uint32_t c = 0; c < n; c++) {
-            size_t pos = CK_HEAD, len = chunks[c].len;
-            const uint8_t *v = chunks[c].val;
-            while (pos + 8 <= len) {
-                uint32_t kl = get_u32(v + pos), dl;
-                if (pos + 4 + kl + 4 > len)
-                    break;
-                dl = get_u32(v + pos + 4 + kl);
-                if (pos + 8 + kl + dl > len)
-                    break;
-                const char *key = (const char *)v + pos + 4;
-                const char *dump = (const char *)v + pos + 8 + kl;
-                if (kl == strlen(meta) && memcmp(key, meta, kl) == 0) {
-                    meta_dump = (const uint8_t *)dump;
-                    meta_len = dl;
-                } else {
-                    const char *argv[5] = {"RESTORE", key, "0", dump, "REPLACE"};
-                    size_t argvlen[5] = {7, kl, 1, dl, 7};
-                    char k[VC_KEY_MAX * 4];
-                    snprintf(k, sizeof(k), "%.*s", (int)kl, key);
-                    vc_redis_batch_add(b, k, 5, argv, argvlen);
+        int32_t kp = m->partition;
+        if (m->offset >= next[kp] && next[kp] < hi[kp]) {
+            next[kp] = m->offset + 1;
+            if (next[kp] >= hi[kp])
+                open--;
+            const char *slash = m->key ? memchr(m->key, '/', m->key_len) : NULL;
+            const uint8_t *v = m->payload;
+            /* chunks of another events topic (a shared checkpoint topic) are not ours */
+            if (slash && m->len >= CK_HEAD + 2 + tlen && memcmp(v, CK_MAGIC, 4) == 0 &&
+                (size_t)(v[CK_HEAD] | (v[CK_HEAD + 1] << 8)) == tlen &&
+                memcmp(v + CK_HEAD + 2, events_topic, tlen) == 0) {
+                char pbuf[16];
+                size_t plen = (size_t)(slash - (const char *)m->key);
+                if (plen > 0 && plen < sizeof(pbuf)) {
+                    memcpy(pbuf, m->key, plen);
+                    pbuf[plen] = '\0';
+                    int32_t p = (int32_t)strtol(pbuf, NULL, 10);
+                    for (int i = 0; i < n; i++)
+                        if (rd[i].p == p)
+                            ck_chunk(&rd[i], v, m->len, CK_HEAD + 2 + tlen);
                 }
-                pos += 8 + kl + dl;
             }
         }
-        if (meta_dump == NULL) {
-            snprintf(errstr, errstr_size, "checkpoint of partition %d has no meta key", (int)p);
-            goto out;
-        }
-        if (vc_redis_batch_count(b) > 0 && vc_redis_batch_exec(b, errstr, errstr_size) < 0)
-            goto out;
-        for (int i = 0; i < vc_redis_batch_count(b); i++) {
-            const redisReply *r = vc_redis_batch_reply(b, i);
-            if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-                snprintf(errstr, errstr_size, "RESTORE: %s", r ? r->str : "no reply");
-                goto out;
-            }
-        }
-        /* the meta hash last: until it exists the partition reads as empty */
-        vc_redis_batch_reset(b);
-        const char *argv[5] = {"RESTORE", meta, "0", (const char *)meta_dump, "REPLACE"};
-        size_t argvlen[5] = {7, strlen(meta), 1, meta_len, 7};
-        vc_redis_batch_add(b, meta, 5, argv, argvlen);
-        if (vc_redis_batch_exec(b, errstr, errstr_size) < 0)
-            goto out;
-        if (vc_redis_batch_reply(b, 0)->type == REDIS_REPLY_ERROR) {
-            snprintf(errstr, errstr_size, "RESTORE meta: %s", vc_redis_batch_reply(b, 0)->str);
-            goto out;
-        }
-        *offset = (int64_t)ck_offset;
-        rc = 1;
+        rd_kafka_message_destroy(m);
     }
+    for (int i = 0; i < n; i++) {
+        states[i] = rd[i].best;
+        lens[i] = rd[i].best_len;
+        offsets[i] = rd[i].best_off;
+        rd[i].best = NULL;
+    }
+    rc = 0;
 out:
-    if (chunks) {
-        for (size_t i = 0; i < 4096; i++)
-            free(chunks[i].val);
-        free(chunks);
+    for (int i = 0; rd && i < n; i++) {
+        free(rd[i].best);
+        free(rd[i].cand);
     }
+    free(rd);
+    free(next);
+    free(hi);
     if (list)
         rd_kafka_topic_partition_list_destroy(list);
     if (rk) {

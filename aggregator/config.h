@@ -31,6 +31,8 @@ typedef struct {
     int64_t batch_wait_ms;       /* longest wait to fill a batch */
     int64_t redis_timeout_ms;
     int64_t checkpoint_interval_s; /* 0: no checkpoints */
+    int64_t syncing_hold_ms;     /* event time a repaired stream shows "syncing" */
+    int64_t tombstone_ttl_ms;    /* event time after which an unmatched leave is forgotten */
     int64_t sync_max_viewers;
     int64_t sync_max_age_ms;
     int64_t category_refresh_ms; /* 0: no category lookups */

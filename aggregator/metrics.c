@@ -85,8 +85,19 @@ size_t agg_metrics_render(agg_metrics *m, char *buf, size_t size)
             atomic_load(&m->gaps));
     COUNTER(&o, "vc_aggregator_rebuilds_total", "Partitions restored from checkpoint and log.",
             atomic_load(&m->rebuilds));
-    COUNTER(&o, "vc_aggregator_checkpoints_total", "Partition checkpoints written.",
+    COUNTER(&o, "vc_aggregator_checkpoints_total", "Partition checkpoints delivered to the checkpoint topic.",
             atomic_load(&m->checkpoints));
+    COUNTER(&o, "vc_aggregator_replayed_events_total",
+            "Events replayed into memory only on recovery (Redis already held their effect).",
+            atomic_load(&m->replayed));
+    COUNTER(&o, "vc_aggregator_tombstones_dropped_total", "Unmatched leaves forgotten after the tombstone TTL.",
+            atomic_load(&m->tombstones_dropped));
+    put(&o, "# HELP vc_aggregator_state_connections Open connections held in memory for the owned partitions.\n"
+            "# TYPE vc_aggregator_state_connections gauge\nvc_aggregator_state_connections %lld\n",
+        (long long)atomic_load(&m->state_connections));
+    put(&o, "# HELP vc_aggregator_state_streams Streams held in memory for the owned partitions.\n"
+            "# TYPE vc_aggregator_state_streams gauge\nvc_aggregator_state_streams %lld\n",
+        (long long)atomic_load(&m->state_streams));
     put(&o, "# HELP vc_aggregator_repairs_total Sync snapshots compared, by drift tier.\n"
             "# TYPE vc_aggregator_repairs_total counter\n");
     for (int i = 0; i < 3; i++)

@@ -24,7 +24,11 @@ typedef struct {
     atomic_uint_fast64_t redis_errors;
     atomic_uint_fast64_t gaps;            /* state reloaded from Redis */
     atomic_uint_fast64_t rebuilds;        /* partitions restored from the log */
-    atomic_uint_fast64_t checkpoints;
+    atomic_uint_fast64_t checkpoints;     /* checkpoints delivered to the checkpoint topic */
+    atomic_uint_fast64_t replayed;        /* events replayed into memory only (Redis had them) */
+    atomic_uint_fast64_t tombstones_dropped;
+    atomic_int_fast64_t state_connections; /* open connections held in memory (owned partitions) */
+    atomic_int_fast64_t state_streams;
     atomic_int_fast64_t rebuild_remaining; /* events still to replay in a rebuild */
     atomic_int redis_up;
     atomic_int_fast64_t exec_since_ms;    /* monotonic start of the Redis call in flight, 0: none */

@@ -55,8 +55,12 @@ struct agg_service {
     volatile sig_atomic_t *stop;
     int32_t ckpt_partitions;               /* 0: no checkpoint topic */
     int64_t last_ckpt_ms;
-    int64_t ckpt_offset[AGG_MAX_PARTITIONS]; /* offset of the last checkpoint written */
+    int64_t ckpt_offset[AGG_MAX_PARTITIONS]; /* offset of the last checkpoint produced (or loaded) */
+    int64_t ckpt_done[AGG_MAX_PARTITIONS];   /* offset of the last checkpoint delivered */
+    int ckpt_inflight[AGG_MAX_PARTITIONS];   /* a checkpoint's chunks await delivery */
+    int32_t ckpt_cursor;                     /* next partition of a checkpoint round, -1: none */
     int rebuild_mode;
+    int fatal;                   /* the memory state cannot be trusted: exit non-zero */
     uint64_t rebuilt_events;
 };
 
@@ -94,14 +98,23 @@ static int script_sha(char out[41])
 
 /* ---- partition state ---------------------------------------------------- */
 
-/* Read the saved states of partitions ps[0..n) from Redis and build their
- * agg_part; start[i] is where consumption resumes. Retries while Redis is
- * unreachable, until *stop. 0, or -1 when stopped or on a fatal error. */
+/* Recover partitions ps[0..n) into memory and say where consumption resumes
+ * (start[i]):
+ *   R = the meta offset in Redis (-1: none), C = the newest checkpoint's
+ *   offset (-1: none, the state then starts empty at the log's beginning).
+ *   C <= R: replay C+1..R into memory only, then go on writing from R+1.
+ *   C > R or R missing: restore, i.e. write the whole contract state from
+ *   memory at C (expecting R), then go on from C+1.
+ * Retries while Redis is unreachable, until *stop. 0, or -1 when stopped or
+ * on a fatal error. */
 static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start)
 {
     char meta[VC_KEY_MAX], err[256];
     int64_t backoff = 100;
-    int missing[AGG_MAX_PARTITIONS] = {0};
+    int64_t stored[AGG_MAX_PARTITIONS], lo[AGG_MAX_PARTITIONS], hi[AGG_MAX_PARTITIONS];
+    int64_t ck_off[AGG_MAX_PARTITIONS];
+    uint8_t *ck[AGG_MAX_PARTITIONS];
+    size_t ck_len[AGG_MAX_PARTITIONS];
 
     if (n == 0)
         return 0;
@@ -109,8 +122,7 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
         vc_redis_batch_reset(svc->batch);
         for (int i = 0; i < n; i++) {
             vc_key_meta(meta, sizeof(meta), ps[i]);
-            if (vc_redis_batch_addf(svc->batch, meta, "HMGET %s %s %s %s", meta, AGG_META_OFFSET,
-                                    AGG_META_LIVENESS, AGG_META_SYNC) < 0)
+            if (vc_redis_batch_addf(svc->batch, meta, "HGET %s %s", meta, AGG_META_OFFSET) < 0)
                 return -1;
         }
         agg_metrics_exec(svc->m, 1);
@@ -120,98 +132,131 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
             int ok = 1;
             for (int i = 0; i < n && ok; i++) {
                 const redisReply *r = vc_redis_batch_reply(svc->batch, i);
-                ok = r != NULL && r->type == REDIS_REPLY_ARRAY && r->elements == 3;
+                ok = r != NULL && (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
             }
             if (ok)
                 break;
-            snprintf(err, sizeof(err), "unexpected HMGET reply");
+            snprintf(err, sizeof(err), "unexpected HGET reply");
         }
         atomic_store(&svc->m->redis_up, 0);
         atomic_fetch_add(&svc->m->redis_errors, 1);
-        LOG(svc, "loading partition states: %s (retrying)", err);
+        LOG(svc, "loading partition offsets: %s (retrying)", err);
         if (svc->stop && *svc->stop)
             return -1;
         sleep_ms(backoff);
         backoff = backoff < 2000 ? backoff * 2 : 2000;
     }
-
     for (int i = 0; i < n; i++) {
         const redisReply *r = vc_redis_batch_reply(svc->batch, i);
-        const redisReply *off = r->element[0], *lv = r->element[1], *sa = r->element[2];
-        int64_t applied = -1;
-        int32_t p = ps[i];
-        agg_part *part;
-
-        if (off->type == REDIS_REPLY_STRING) {
+        stored[i] = -1;
+        if (r->type == REDIS_REPLY_STRING) {
             char *end;
-            applied = strtoll(off->str, &end, 10);
-            if (*end != '\0' || applied < -1) {
-                LOG(svc, "partition %d: bad offset '%s' in Redis", p, off->str);
+            stored[i] = strtoll(r->str, &end, 10);
+            if (*end != '\0' || stored[i] < -1) {
+                LOG(svc, "partition %d: bad offset '%s' in Redis", ps[i], r->str);
                 return -1;
             }
         }
-        part = agg_part_new(p, &svc->rules, applied,
-                            lv->type == REDIS_REPLY_STRING ? (const uint8_t *)lv->str : NULL,
-                            lv->type == REDIS_REPLY_STRING ? lv->len : 0,
-                            sa->type == REDIS_REPLY_STRING ? (const uint8_t *)sa->str : NULL,
-                            sa->type == REDIS_REPLY_STRING ? sa->len : 0, err, sizeof(err));
-        if (part == NULL) {
-            LOG(svc, "partition %d: saved state does not load: %s", p, err);
-            return -1;
-        }
-        agg_part_destroy(svc->parts[p]);
-        svc->parts[p] = part;
-        svc->use_eval[p] = 0;
-        start[i] = applied + 1;
-        missing[i] = applied < 0;
-        svc->seek_to[p] = start[i];
-        atomic_store(&svc->m->assigned[p], 1);
     }
     /* the replies are read: the batch may be reused from here */
     for (int i = 0; i < n; i++) {
         int32_t p = ps[i];
-        int64_t lo = 0, hi = 0, ck = -1;
-        rd_kafka_resp_err_t kerr;
-        if (!missing[i]) {
-            /* A state ahead of the log's end belongs to another log (the topic
-             * was recreated): the log is the truth, so start over from it. */
-            if (rd_kafka_query_watermark_offsets(svc->rk, svc->cfg->events_topic, p, &lo, &hi, 10000) == 0 &&
-                start[i] > hi) {
-                LOG(svc, "partition %d: Redis holds offset %" PRId64 " but the log ends at %" PRId64
-                         ": the state belongs to another log; clearing it and rebuilding from the log",
-                    p, start[i] - 1, hi);
-                if (agg_partition_clear(svc->batch, p, err, sizeof(err)) < 0) {
-                    LOG(svc, "partition %d: clear failed: %s", p, err);
-                    return -1;
-                }
-                atomic_fetch_add(&svc->m->rebuilds, 1);
-                if (parts_load(svc, &ps[i], 1, &start[i]) < 0)
-                    return -1;
-            }
-            continue;
-        }
-        if (svc->ckpt_partitions > 0) {
-            int rc = agg_checkpoint_restore(svc->batch, svc->cfg->brokers, svc->cfg->checkpoint_topic,
-                                            svc->ckpt_partitions, p, &ck, err, sizeof(err));
-            if (rc < 0)
-                LOG(svc, "partition %d: checkpoint not usable: %s", p, err);
-            if (rc == 1) {
-                LOG(svc, "partition %d: restored the checkpoint at offset %" PRId64, p, ck);
-                if (parts_load(svc, &ps[i], 1, &start[i]) < 0)
-                    return -1;
-                continue;
-            }
-        }
-        kerr = rd_kafka_query_watermark_offsets(svc->rk, svc->cfg->events_topic, p, &lo, &hi, 10000);
+        lo[i] = 0;
+        hi[i] = 0;
+        rd_kafka_resp_err_t kerr =
+            rd_kafka_query_watermark_offsets(svc->rk, svc->cfg->events_topic, p, &lo[i], &hi[i], 10000);
         if (kerr) {
             LOG(svc, "partition %d: watermarks: %s", p, rd_kafka_err2str(kerr));
-            lo = 0;
+            lo[i] = 0;
+            hi[i] = INT64_MAX;
         }
-        start[i] = lo;
-        svc->seek_to[p] = lo;
-        if (hi > lo)
-            LOG(svc, "partition %d: no state in Redis: replaying from offset %" PRId64
-                     " (%" PRId64 " events)", p, lo, hi - lo);
+        /* A state ahead of the log's end belongs to another log (the topic
+         * was recreated): the log is the truth, so start over from it. */
+        if (stored[i] >= hi[i]) {
+            LOG(svc, "partition %d: Redis holds offset %" PRId64 " but the log ends at %" PRId64
+                     ": the state belongs to another log; clearing it and rebuilding from the log",
+                p, stored[i], hi[i]);
+            if (agg_partition_clear(svc->batch, p, err, sizeof(err)) < 0) {
+                LOG(svc, "partition %d: clear failed: %s", p, err);
+                return -1;
+            }
+            stored[i] = -1;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        ck[i] = NULL;
+        ck_len[i] = 0;
+        ck_off[i] = -1;
+    }
+    if (svc->ckpt_partitions > 0 &&
+        agg_checkpoint_load(svc->cfg->brokers, svc->cfg->checkpoint_topic, svc->ckpt_partitions,
+                            svc->cfg->events_topic, ps, n, ck,
+                            ck_len, ck_off, 60000, err, sizeof(err)) < 0)
+        LOG(svc, "checkpoints not readable: %s (recovering from the log)", err);
+
+    for (int i = 0; i < n; i++) {
+        int32_t p = ps[i];
+        agg_part *part = NULL;
+        int64_t R = stored[i];
+        if (ck[i] != NULL) {
+            if (ck_off[i] >= hi[i]) {
+                LOG(svc, "partition %d: checkpoint at offset %" PRId64 " is beyond the log's end %" PRId64
+                         ": ignored", p, ck_off[i], hi[i]);
+            } else {
+                part = agg_part_load(p, &svc->rules, ck[i], ck_len[i], err, sizeof(err));
+                if (part == NULL)
+                    LOG(svc, "partition %d: checkpoint at offset %" PRId64 " does not load: %s", p, ck_off[i], err);
+                else if (agg_part_position(part) != ck_off[i]) {
+                    LOG(svc, "partition %d: checkpoint offset mismatch: ignored", p);
+                    agg_part_destroy(part);
+                    part = NULL;
+                }
+            }
+            free(ck[i]);
+            ck[i] = NULL;
+        }
+        if (part != NULL) {
+            LOG(svc, "partition %d: restored the checkpoint at offset %" PRId64 " (%zu streams, %zu connections)",
+                p, agg_part_position(part), agg_part_streams(part), agg_part_connections(part));
+        } else {
+            part = agg_part_new(p, &svc->rules);
+            if (part == NULL) {
+                LOG(svc, "partition %d: out of memory", p);
+                for (int k = i + 1; k < n; k++)
+                    free(ck[k]);
+                return -1;
+            }
+        }
+        agg_part_set_applied(part, R);
+        start[i] = agg_part_position(part) + 1;
+        if (start[i] < lo[i]) {
+            if (agg_part_position(part) >= 0)
+                LOG(svc, "partition %d: the log starts at %" PRId64 ", after the checkpoint's %" PRId64
+                         " (retention?): counts may miss events", p, lo[i], agg_part_position(part));
+            start[i] = lo[i];
+        }
+        if (R < 0 || agg_part_position(part) > R) {
+            /* restore: the whole contract state from memory, expecting R */
+            agg_part_mark_all(part);
+            if (R < 0 && (agg_part_position(part) >= 0 || hi[i] > lo[i])) {
+                atomic_fetch_add(&svc->m->rebuilds, 1);
+                LOG(svc, "partition %d: no state in Redis: restoring from %s, then replaying from offset %" PRId64
+                         " (%" PRId64 " events)", p, agg_part_position(part) >= 0 ? "the checkpoint" : "the log",
+                    start[i], hi[i] != INT64_MAX && hi[i] > start[i] ? hi[i] - start[i] : 0);
+            } else if (R >= 0) {
+                LOG(svc, "partition %d: Redis holds offset %" PRId64 ", behind the checkpoint's %" PRId64
+                         ": restoring the partition's keys from the checkpoint", p, R, agg_part_position(part));
+            }
+        } else if (R >= start[i]) {
+            LOG(svc, "partition %d: Redis holds offset %" PRId64 ": replaying %" PRId64
+                     " events into memory from offset %" PRId64, p, R, R - start[i] + 1, start[i]);
+        }
+        agg_part_destroy(svc->parts[p]);
+        svc->parts[p] = part;
+        svc->use_eval[p] = 0;
+        svc->seek_to[p] = start[i];
+        svc->ckpt_offset[p] = agg_part_position(part);
+        atomic_store(&svc->m->assigned[p], 1);
     }
     atomic_store(&svc->m->redis_up, 1);
     return 0;
@@ -226,7 +271,8 @@ static void parts_drop(agg_service *svc, int32_t p)
     atomic_store(&svc->m->lag[p], 0);
 }
 
-/* Redis holds another offset than partition p expects: reload and seek. */
+/* Redis holds a newer offset than partition p's state: another instance
+ * applied meanwhile. Recover the state again and seek. */
 static int part_reload(agg_service *svc, int32_t p, int64_t stored)
 {
     int64_t before = agg_part_applied(svc->parts[p]), start;
@@ -234,10 +280,8 @@ static int part_reload(agg_service *svc, int32_t p, int64_t stored)
     rd_kafka_error_t *error;
 
     LOG(svc, "partition %d: Redis holds offset %" PRId64 ", this instance %" PRId64
-             ": reloading the state from Redis", p, stored, before);
+             ": recovering the state again", p, stored, before);
     atomic_fetch_add(&svc->m->gaps, 1);
-    if (stored < 0 && before >= 0)
-        atomic_fetch_add(&svc->m->rebuilds, 1);
     if (parts_load(svc, &p, 1, &start) < 0)
         return -1;
     list = rd_kafka_topic_partition_list_new(1);
@@ -252,6 +296,105 @@ static int part_reload(agg_service *svc, int32_t p, int64_t stored)
     return 0;
 }
 
+/* ---- checkpoints ---------------------------------------------------------- */
+
+typedef struct {
+    agg_service *svc;
+    int32_t p;
+    int64_t offset;
+    int remaining, failed;
+} ckpt_job;
+
+/* Delivery reports of the producer: dead letters carry no opaque, checkpoint
+ * chunks their ckpt_job. */
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque)
+{
+    ckpt_job *job = msg->_private;
+    (void)rk;
+    (void)opaque;
+    if (job == NULL)
+        return;
+    if (msg->err)
+        job->failed = 1;
+    if (--job->remaining > 0)
+        return;
+    agg_service *svc = job->svc;
+    if (job->failed) {
+        LOG(svc, "partition %d: checkpoint at offset %" PRId64 " not delivered", job->p, job->offset);
+    } else {
+        atomic_fetch_add(&svc->m->checkpoints, 1);
+        svc->ckpt_done[job->p] = job->offset;
+    }
+    svc->ckpt_inflight[job->p] = 0;
+    free(job);
+}
+
+/* Serialise partition p's state and produce it (delivery is reported later). */
+static int checkpoint_one(agg_service *svc, int32_t p)
+{
+    agg_part *part = svc->parts[p];
+    uint8_t *state = NULL;
+    size_t len = 0;
+    char err[256];
+    ckpt_job *job;
+    int chunks, queued = 0;
+
+    if (part == NULL || agg_part_position(part) < 0 || agg_part_position(part) == svc->ckpt_offset[p] ||
+        svc->ckpt_inflight[p])
+        return 0;
+    job = calloc(1, sizeof(*job));
+    if (job == NULL || agg_part_save(part, &state, &len) < 0) {
+        free(job);
+        LOG(svc, "partition %d: checkpoint: out of memory", p);
+        return -1;
+    }
+    job->svc = svc;
+    job->p = p;
+    job->offset = agg_part_position(part);
+    /* the job counts its chunks before any delivery report can run (reports
+     * are served by rd_kafka_poll on this thread only) */
+    job->remaining = (int)((len + AGG_CHECKPOINT_CHUNK_MAX - 1) / AGG_CHECKPOINT_CHUNK_MAX);
+    if (job->remaining == 0)
+        job->remaining = 1;
+    chunks = agg_checkpoint_produce(svc->rkp, svc->cfg->checkpoint_topic, svc->ckpt_partitions,
+                                    svc->cfg->events_topic, p, job->offset,
+                                    state, len, job, &queued, err, sizeof(err));
+    free(state);
+    if (chunks < 0) {
+        LOG(svc, "partition %d: checkpoint failed: %s", p, err);
+        /* chunks already queued report against the job: mark it failed and
+         * let the last report free it (nothing queued: free it now) */
+        job->failed = 1;
+        job->remaining = queued;
+        if (queued == 0)
+            free(job);
+        else
+            svc->ckpt_inflight[p] = 1;
+        return -1;
+    }
+    svc->ckpt_inflight[p] = 1;
+    svc->ckpt_offset[p] = job->offset;
+    return 0;
+}
+
+/* Checkpoint partitions ps[0..n) now and wait (bounded) for the delivery:
+ * on revocation and on a clean stop. */
+static void checkpoint_now(agg_service *svc, const int32_t *ps, int n)
+{
+    int64_t deadline = now_ms() + 10000;
+    if (svc->rebuild_mode || svc->ckpt_partitions <= 0 || svc->cfg->checkpoint_interval_s <= 0)
+        return;
+    for (int i = 0; i < n; i++) {
+        /* one in flight is older than the state now: wait for it first */
+        while (svc->ckpt_inflight[ps[i]] && now_ms() < deadline)
+            rd_kafka_poll(svc->rkp, 50);
+        checkpoint_one(svc, ps[i]);
+    }
+    for (int i = 0; i < n; i++)
+        while (svc->ckpt_inflight[ps[i]] && now_ms() < deadline)
+            rd_kafka_poll(svc->rkp, 50);
+}
+
 /* ---- rebalancing -------------------------------------------------------- */
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
@@ -262,10 +405,10 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     int64_t start[AGG_MAX_PARTITIONS];
     int n = 0;
 
+    for (int i = 0; i < list->cnt; i++)
+        if (list->elems[i].partition >= 0 && list->elems[i].partition < AGG_MAX_PARTITIONS)
+            ps[n++] = list->elems[i].partition;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        for (int i = 0; i < list->cnt; i++)
-            if (list->elems[i].partition >= 0 && list->elems[i].partition < AGG_MAX_PARTITIONS)
-                ps[n++] = list->elems[i].partition;
         if (parts_load(svc, ps, n, start) < 0) {
             /* Stopping, or a state that cannot be read: take nothing, so no
              * offset moves past an event that was not applied. */
@@ -281,9 +424,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_assign(rk, list);
         svc->paused = 0;
     } else {
-        for (int i = 0; i < list->cnt; i++)
-            if (list->elems[i].partition >= 0 && list->elems[i].partition < AGG_MAX_PARTITIONS)
-                parts_drop(svc, list->elems[i].partition);
+        checkpoint_now(svc, ps, n);
+        for (int i = 0; i < n; i++)
+            parts_drop(svc, ps[i]);
         LOG(svc, "revoked %d partitions", list->cnt);
         rd_kafka_assign(rk, NULL);
     }
@@ -361,23 +504,46 @@ static void handle_message(agg_service *svc, const rd_kafka_message_t *msg)
                       svc->cats && ev.type == VC_EV_JOIN ? agg_categories_get(svc->cats, ev.stream_id, now_ms())
                                                          : 0);
     vc_event_free(&ev);
-    if (rc == AGG_ADD_STALE)
-        atomic_fetch_add(&svc->m->stale_events, 1);
     if (rc == AGG_ADD_NOMEM) {
+        /* the memory state no longer equals the events: stop; a restart
+         * recovers from the checkpoint and the log */
         LOG(svc, "out of memory: stopping");
         *svc->stop = 1;
+        svc->fatal = 1;
     }
 }
 
 /* ---- applying ----------------------------------------------------------- */
 
-/* One script call per partition with pending events (every partition when
- * idle_check), all pipelined. 0 done, 1 retry now (a script was not loaded
- * on its node), -1 Redis unavailable or erring (retry later). */
+static void take_stats(agg_service *svc, agg_part *part)
+{
+    agg_stats st;
+    agg_part_take_stats(part, &st);
+    atomic_fetch_add(&svc->m->events, st.events);
+    atomic_fetch_add(&svc->m->replayed, st.replayed);
+    atomic_fetch_add(&svc->m->gateways_expired, st.gone);
+    atomic_fetch_add(&svc->m->viewers_expired, st.expired_viewers);
+    atomic_fetch_add(&svc->m->stale_events, st.stale);
+    atomic_fetch_add(&svc->m->tombstones_dropped, st.tombstones_dropped);
+    for (int t = 0; t < 3; t++)
+        atomic_fetch_add(&svc->m->repairs[t], st.repairs[t]);
+    if (st.repairs[VC_DRIFT_REBUILD] > 0 ||
+        vc_drift_tier((size_t)st.held, (size_t)st.added, (size_t)st.removed) != VC_DRIFT_QUIET)
+        LOG(svc, "partition %d: sync repair: held %" PRIu64 " added %" PRIu64 " removed %" PRIu64
+                 " (tiers quiet/syncing/rebuild %" PRIu64 "/%" PRIu64 "/%" PRIu64 ")",
+            agg_part_partition(part), st.held, st.added, st.removed, st.repairs[0], st.repairs[1],
+            st.repairs[2]);
+    svc->rebuilt_events += st.events;
+}
+
+/* One script call per partition with something to write (every partition
+ * when idle_check: an empty call checks that Redis still holds the
+ * partition's offset), all pipelined. 0 done, 1 retry now (a script was not
+ * loaded on its node, or a partition must be restored), -1 Redis unavailable
+ * or erring (retry later). */
 static int apply_parts(agg_service *svc, int idle_check)
 {
     int32_t idx[AGG_MAX_PARTITIONS];
-    size_t pending[AGG_MAX_PARTITIONS], gone[AGG_MAX_PARTITIONS];
     int32_t gap_p[AGG_MAX_PARTITIONS];
     int64_t gap_stored[AGG_MAX_PARTITIONS];
     char err[256];
@@ -389,15 +555,13 @@ static int apply_parts(agg_service *svc, int idle_check)
         int argc;
         const char **argv;
         const size_t *argvlen;
-        if (part == NULL || (agg_part_pending(part) == 0 && agg_part_ops(part) == 0 && !idle_check))
+        if (part == NULL || (!agg_part_needs_write(part) && !idle_check))
             continue;
         if (agg_part_seal(part, svc->use_eval[p] ? NULL : svc->sha, &argc, &argv, &argvlen) < 0 ||
             vc_redis_batch_add(svc->batch, argv[3], argc, argv, argvlen) < 0) {
             LOG(svc, "partition %d: batch too large or out of memory", p);
             return -1;
         }
-        pending[n] = agg_part_pending(part);
-        gone[n] = agg_part_gone(part);
         idx[n++] = p;
     }
     if (n == 0)
@@ -413,30 +577,30 @@ static int apply_parts(agg_service *svc, int idle_check)
     for (int i = 0; i < n; i++) {
         int32_t p = idx[i];
         agg_part *part = svc->parts[p];
-        agg_result res;
         int64_t stored;
-        int crc = agg_part_commit(part, vc_redis_batch_reply(svc->batch, i), &res, &stored, err,
-                                  sizeof(err));
+        int crc = agg_part_commit(part, vc_redis_batch_reply(svc->batch, i), &stored, err, sizeof(err));
         if (crc == 0) {
             svc->use_eval[p] = 0;
-            atomic_fetch_add(&svc->m->events, pending[i]);
-            atomic_fetch_add(&svc->m->gateways_expired, gone[i]);
-            atomic_fetch_add(&svc->m->viewers_expired, (uint64_t)res.expired_viewers);
-            for (int t = 0; t < 3; t++)
-                atomic_fetch_add(&svc->m->repairs[t], (uint64_t)res.repairs[t]);
-            if (res.repairs[VC_DRIFT_REBUILD] > 0 ||
-                vc_drift_tier((size_t)res.held, (size_t)res.added, (size_t)res.removed) != VC_DRIFT_QUIET)
-                LOG(svc, "partition %d: sync repair: held %" PRId64 " added %" PRId64 " removed %" PRId64
-                         " (tiers quiet/syncing/rebuild %" PRId64 "/%" PRId64 "/%" PRId64 ")",
-                    p, res.held, res.added, res.removed, res.repairs[0], res.repairs[1], res.repairs[2]);
-            svc->rebuilt_events += pending[i];
+            take_stats(svc, part);
         } else if (crc == 1) {
-            if (stored == agg_part_position(part)) {
+            if (stored >= 0 && stored == agg_part_position(part) && agg_part_needs_write(part) &&
+                stored > agg_part_applied(part)) {
                 /* our own earlier attempt had landed */
-                atomic_fetch_add(&svc->m->events, pending[i]);
-                atomic_fetch_add(&svc->m->gateways_expired, gone[i]);
-                svc->rebuilt_events += pending[i];
                 agg_part_confirm(part);
+                take_stats(svc, part);
+            } else if (stored < agg_part_applied(part)) {
+                /* Redis lost writes (a FLUSHALL, a lost shard, a failover that
+                 * dropped acknowledged writes): memory holds everything up to
+                 * the position, so write the partition's whole state back */
+                LOG(svc, "partition %d: Redis holds offset %" PRId64 ", expected %" PRId64
+                         ": restoring the partition's keys from memory (offset %" PRId64 ")",
+                    p, stored, agg_part_applied(part), agg_part_position(part));
+                atomic_fetch_add(&svc->m->gaps, 1);
+                if (stored < 0)
+                    atomic_fetch_add(&svc->m->rebuilds, 1);
+                agg_part_set_applied(part, stored);
+                agg_part_mark_all(part);
+                rc = rc < 0 ? rc : 1;
             } else {
                 gap_p[ngaps] = p;
                 gap_stored[ngaps++] = stored;
@@ -450,7 +614,7 @@ static int apply_parts(agg_service *svc, int idle_check)
             rc = -1;
         }
     }
-    /* after the loop: reloading reuses the batch and its replies */
+    /* after the loop: recovering reuses the batch and its replies */
     for (int i = 0; i < ngaps; i++)
         if (part_reload(svc, gap_p[i], gap_stored[i]) < 0)
             return -1;
@@ -470,9 +634,10 @@ static void set_paused(agg_service *svc, int pause)
     svc->paused = pause;
 }
 
-static void after_apply(agg_service *svc)
+static void after_apply(agg_service *svc, int idle)
 {
     rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
+    int64_t conns = 0, streams = 0;
     for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++) {
         int64_t lo = 0, hi = 0;
         agg_part *part = svc->parts[p];
@@ -485,30 +650,45 @@ static void after_apply(agg_service *svc)
         if (agg_part_applied(part) >= 0)
             rd_kafka_topic_partition_list_add(list, svc->cfg->events_topic, p)->offset =
                 agg_part_applied(part) + 1;
+        if (idle) {
+            conns += (int64_t)agg_part_connections(part);
+            streams += (int64_t)agg_part_streams(part);
+        }
     }
-    if (!svc->rebuild_mode && list->cnt > 0)
-        rd_kafka_commit(svc->rk, list, 1); /* advisory: for lag tools only */
+    if (idle) {
+        atomic_store(&svc->m->state_connections, conns);
+        atomic_store(&svc->m->state_streams, streams);
+    }
+    /* advisory, for lag tools only: at most once a second (a commit per
+     * batch of a few milliseconds only loads the broker) */
+    if (!svc->rebuild_mode && list->cnt > 0 && idle)
+        rd_kafka_commit(svc->rk, list, 1);
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* Checkpoint every owned partition whose state moved since its last one.
- * Between batches: nothing of the partition changes meanwhile. */
-static void checkpoint_all(agg_service *svc)
+/* Periodic checkpoints: every interval, each owned partition whose state
+ * moved, one partition per round so a round never stalls the loop for more
+ * than one serialisation. */
+static void checkpoint_tick(agg_service *svc, int64_t t)
 {
-    char err[256];
-    for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++) {
-        agg_part *part = svc->parts[p];
-        if (part == NULL || agg_part_applied(part) < 0 || agg_part_pending(part) > 0 ||
-            agg_part_applied(part) == svc->ckpt_offset[p])
-            continue;
-        if (agg_checkpoint_write(svc->batch, svc->rkp, svc->cfg->checkpoint_topic, svc->ckpt_partitions, p,
-                                 agg_part_applied(part), err, sizeof(err)) < 0) {
-            LOG(svc, "partition %d: checkpoint failed: %s", p, err);
-            continue;
-        }
-        svc->ckpt_offset[p] = agg_part_applied(part);
-        atomic_fetch_add(&svc->m->checkpoints, 1);
+    if (svc->rebuild_mode || svc->ckpt_partitions <= 0 || svc->cfg->checkpoint_interval_s <= 0)
+        return;
+    if (svc->ckpt_cursor < 0) {
+        if (t - svc->last_ckpt_ms < svc->cfg->checkpoint_interval_s * 1000)
+            return;
+        svc->last_ckpt_ms = t;
+        svc->ckpt_cursor = 0;
     }
+    while (svc->ckpt_cursor < AGG_MAX_PARTITIONS) {
+        int32_t p = svc->ckpt_cursor++;
+        agg_part *part = svc->parts[p];
+        if (part != NULL && agg_part_position(part) >= 0 && agg_part_position(part) != svc->ckpt_offset[p] &&
+            !svc->ckpt_inflight[p]) {
+            checkpoint_one(svc, p);
+            return;
+        }
+    }
+    svc->ckpt_cursor = -1;
 }
 
 /* One poll-apply round. */
@@ -532,10 +712,13 @@ static void step(agg_service *svc)
                 agg_part_add_category(part, streams[i], cats[i]);
         }
     }
+    rd_kafka_poll(svc->rkp, 0); /* delivery reports: dead letters, checkpoints */
     for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++)
-        any |= svc->parts[p] != NULL && (agg_part_pending(svc->parts[p]) > 0 || agg_part_ops(svc->parts[p]) > 0);
-    if (!any && !idle && svc->redis_ok)
+        any |= svc->parts[p] != NULL && agg_part_needs_write(svc->parts[p]);
+    if (!any && !idle && svc->redis_ok) {
+        checkpoint_tick(svc, t);
         return;
+    }
     if (svc->dlq_pending) {
         /* the dead letters are durable before their offsets advance */
         if (rd_kafka_flush(svc->rkp, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -560,12 +743,8 @@ static void step(agg_service *svc)
     set_paused(svc, 0);
     if (any)
         agg_metrics_batch(svc->m, now_us() - t0);
-    after_apply(svc);
-    if (!svc->rebuild_mode && svc->ckpt_partitions > 0 && svc->cfg->checkpoint_interval_s > 0 &&
-        t - svc->last_ckpt_ms >= svc->cfg->checkpoint_interval_s * 1000) {
-        svc->last_ckpt_ms = t;
-        checkpoint_all(svc);
-    }
+    after_apply(svc, idle);
+    checkpoint_tick(svc, t);
 }
 
 /* ---- life cycle ----------------------------------------------------------- */
@@ -610,10 +789,12 @@ static rd_kafka_t *kafka_new(agg_service *svc, rd_kafka_type_t type, const char 
             return NULL;
         }
     }
+    rd_kafka_conf_set_opaque(conf, svc);
     if (type == RD_KAFKA_CONSUMER) {
-        rd_kafka_conf_set_opaque(conf, svc);
         if (!svc->rebuild_mode)
             rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    } else {
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     }
     rk = rd_kafka_new(type, conf, errstr, errstr_size); /* takes ownership of conf on success */
     if (rk == NULL)
@@ -683,9 +864,13 @@ static agg_service *service_new(const agg_config *cfg, agg_metrics *m, int rebui
     svc->rules.gateway_timeout_ms = cfg->gateway_timeout_ms;
     svc->rules.sync_max_viewers = (size_t)cfg->sync_max_viewers;
     svc->rules.sync_max_age_ms = cfg->sync_max_age_ms;
+    svc->rules.syncing_hold_ms = cfg->syncing_hold_ms;
+    svc->rules.tombstone_ttl_ms = cfg->tombstone_ttl_ms;
+    svc->ckpt_cursor = -1;
     for (int p = 0; p < AGG_MAX_PARTITIONS; p++) {
         svc->seek_to[p] = -1;
         svc->ckpt_offset[p] = -1;
+        svc->ckpt_done[p] = -1;
     }
     svc->last_ckpt_ms = now_ms();
     if (script_sha(svc->sha) < 0) {
@@ -763,11 +948,15 @@ int agg_service_run(agg_service *svc, volatile sig_atomic_t *stop, char *errstr,
     atomic_store(&svc->m->redis_up, 1);
     while (!*stop)
         step(svc);
-    LOG(svc, "stopping: closing the consumer");
-    rd_kafka_consumer_close(svc->rk);
+    if (svc->fatal) {
+        snprintf(errstr, errstr_size, "stopped on a fatal error (see above)");
+        return -1;
+    }
+    LOG(svc, "stopping: closing the consumer (checkpoints of the owned partitions first)");
+    rd_kafka_consumer_close(svc->rk); /* revokes: the rebalance callback checkpoints */
     for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++)
         parts_drop(svc, p);
-    rd_kafka_flush(svc->rkp, 5000);
+    rd_kafka_flush(svc->rkp, 10000);
     return 0;
 }
 
@@ -801,8 +990,6 @@ int agg_service_rebuild(agg_service *svc, volatile sig_atomic_t *stop, FILE *pro
         }
         total += hi[i] > start[i] ? hi[i] - start[i] : 0;
         rd_kafka_topic_partition_list_add(list, svc->cfg->events_topic, i)->offset = start[i];
-        if (agg_part_applied(svc->parts[i]) < 0 && hi[i] > start[i])
-            atomic_fetch_add(&svc->m->rebuilds, 1);
     }
     if (progress)
         fprintf(progress, "rebuild: %d partitions, %" PRId64 " events to apply\n", n, total);
@@ -831,6 +1018,16 @@ int agg_service_rebuild(agg_service *svc, volatile sig_atomic_t *stop, FILE *pro
     }
     if (progress) {
         double secs = (double)(now_ms() - t_start) / 1000.0;
+        size_t mem = 0, conns = 0, streams = 0;
+        for (int i = 0; i < n; i++)
+            if (svc->parts[i]) {
+                mem += agg_part_memory(svc->parts[i]);
+                conns += agg_part_connections(svc->parts[i]);
+                streams += agg_part_streams(svc->parts[i]);
+            }
+        fprintf(progress, "rebuild: state in memory: %zu streams, %zu open connections, %zu bytes of structures "
+                          "(%.0f bytes per connection)\n", streams, conns, mem,
+                conns ? (double)mem / (double)conns : 0.0);
         fprintf(progress, "rebuild: %s: %" PRIu64 " events applied in %.1f s (%.0f events/s), "
                           "%" PRIu64 " partitions restored from the log, %" PRIu64 " dead letters\n",
                 *stop ? "interrupted" : "done", svc->rebuilt_events, secs,
@@ -853,8 +1050,13 @@ void agg_service_destroy(agg_service *svc)
         rd_kafka_queue_destroy(svc->q);
     if (svc->rk)
         rd_kafka_destroy(svc->rk);
-    if (svc->rkp)
+    if (svc->rkp) {
+        /* serve the last delivery reports (they free checkpoint jobs) */
+        rd_kafka_flush(svc->rkp, 5000);
+        rd_kafka_purge(svc->rkp, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(svc->rkp, 0);
         rd_kafka_destroy(svc->rkp);
+    }
     vc_redis_batch_destroy(svc->batch);
     vc_redis_destroy(svc->redis);
     free(svc->msgs);

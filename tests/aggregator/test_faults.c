@@ -285,6 +285,10 @@ Test(faults, flushall_then_rebuild_restores_every_key, .timeout = 600)
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     char *before = h_dump_keys(&h, &nbefore);
     cr_assert_gt(nbefore, NSTREAMS);
+    /* only contract keys: per stream s:, per partition meta and rank */
+    cr_expect_leq(nbefore, NSTREAMS + 2 * H_PARTITIONS, "%zu keys: per-connection keys in Redis?", nbefore);
+    cr_expect(strstr(before, ":u:") == NULL && strstr(before, ":g:") == NULL && strstr(before, ":gs:") == NULL,
+              "aggregator-internal keys in Redis");
 
     /* the command */
     h_flush_redis(&h);
@@ -444,6 +448,21 @@ Test(faults, a_sync_with_drift_repairs_the_gateway_share, .timeout = 300)
     status = h_stream_str(&h, 88, "status");
     cr_expect_str_eq(status, "syncing", "a large drift marks the stream syncing");
     free(status);
+    /* "syncing" is held for --syncing-hold-ms (15 s) of event time after the last
+     * drift (t + 3), whether or not another snapshot comes: heartbeats move the clock */
+    h_heartbeat_all(&h, "gw-a", 1, t + 3 + 14999);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    status = h_stream_str(&h, 88, "status");
+    cr_expect_str_eq(status, "syncing", "still within the hold");
+    free(status);
+    h_heartbeat_all(&h, "gw-a", 1, t + 3 + 15000);
+    h_sync(&h);
+    cr_assert(h_wait_applied(&h, 60));
+    status = h_stream_str(&h, 88, "status");
+    cr_expect_str_eq(status, "live", "the repaired stream is live again once the hold has passed");
+    free(status);
+    cr_expect_eq(h_stream_int(&h, 88, "viewers"), 9);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     h_teardown(&h);
 }

@@ -162,6 +162,7 @@ static int live(int argc, char **argv)
         setenv("VC_EVENTS_TOPIC", topic, 1);
         setenv("VC_AGGREGATOR_GROUP", group, 1);
         setenv("VC_CHECKPOINT_TOPIC", "bench.agg.none", 1);
+        setenv("VC_CHECKPOINT_INTERVAL_S", "0", 1); /* the replay must not find checkpoints of a live run */
         setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
         if (getenv("AGG_BENCH_HTTP_PORT") == NULL)
             setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
@@ -330,6 +331,34 @@ static int live(int argc, char **argv)
     return 0;
 }
 
+
+/* CPU seconds (user + system) of the stack's broker process so far, -1 if unknown. */
+static double broker_cpu(const char *stack)
+{
+    char path[512], buf[1024];
+    snprintf(path, sizeof(path), "%s/run/broker.pid", stack);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f == NULL)
+        return -1;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    unsigned long ut = 0, st = 0;
+    /* after the comm: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+    if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "live") == 0)
@@ -416,8 +445,37 @@ int main(int argc, char **argv)
     rd_kafka_destroy(rk);
     printf("produced %lld events in %.1f s\n", produced, now_s() - t0);
 
+    /* the RSS of a vc-aggregator rebuild with an empty state (an empty topic):
+     * the baseline of the per-viewer RSS below */
+    long base_rss_kb = 0;
+    {
+        char empty[160];
+        snprintf(empty, sizeof(empty), "%s.empty", topic);
+        snprintf(cmd, sizeof(cmd), "VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s %d >/dev/null", stack,
+                 AGG_BENCH_REPO, empty, parts);
+        if (system(cmd) == 0) {
+            masters_memory(nodes, 1);
+            pid_t bp = fork();
+            if (bp == 0) {
+                setenv("VC_EVENTS_TOPIC", empty, 1);
+                setenv("VC_CHECKPOINT_TOPIC", "bench.agg.none", 1);
+                setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
+                setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
+                if (freopen("/dev/null", "w", stderr) == NULL)
+                    _exit(126);
+                execl(AGG_BENCH_BIN, "vc-aggregator", "rebuild", (char *)NULL);
+                _exit(127);
+            }
+            int bst;
+            struct rusage bru;
+            wait4(bp, &bst, 0, &bru);
+            base_rss_kb = bru.ru_maxrss;
+        }
+    }
+
     long long mem0 = masters_memory(nodes, 1);
     double cpu0 = masters_cpu;
+    double bcpu0 = broker_cpu(stack);
     double r0 = now_s();
     pid_t pid = fork();
     if (pid == 0) {
@@ -435,8 +493,16 @@ int main(int argc, char **argv)
     long long mem1 = masters_memory(nodes, 0);
     double agg_cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                      (double)ru.ru_stime.tv_usec / 1e6;
-    printf("CPU seconds during the replay: vc-aggregator %.1f, Redis masters %.1f (wall %.1f)\n", agg_cpu,
-           masters_cpu - cpu0, secs);
+    double bcpu1 = broker_cpu(stack);
+    double loadavg[3] = {0, 0, 0};
+    getloadavg(loadavg, 3);
+    printf("CPU seconds during the replay: vc-aggregator %.2f, Redis masters %.2f, broker %.2f (wall %.1f; "
+           "load average %.1f); %.0f events per vc-aggregator CPU-second\n", agg_cpu, masters_cpu - cpu0,
+           bcpu0 >= 0 && bcpu1 >= 0 ? bcpu1 - bcpu0 : -1.0, secs, loadavg[0],
+           agg_cpu > 0 ? (double)produced / agg_cpu : 0.0);
+    printf("vc-aggregator max RSS: %.1f MB (empty state: %.1f MB): %.0f bytes per viewer above the empty state "
+           "(includes librdkafka's fetch queue)\n", (double)ru.ru_maxrss / 1024.0, (double)base_rss_kb / 1024.0,
+           (double)(ru.ru_maxrss - base_rss_kb) * 1024.0 / (double)viewers);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "rebuild failed\n");
         return 1;
@@ -462,6 +528,8 @@ int main(int argc, char **argv)
         pclose(f);
     }
     masters_memory(nodes, 1);
+    printf("Redis used_memory after the replay minus before: %lld bytes: %.0f per viewer, %.0f per stream (%d streams)\n",
+           mem1 - mem0, (double)(mem1 - mem0) / (double)viewers, (double)(mem1 - mem0) / (double)nstreams, nstreams);
     printf("| events replayed | seconds | events/s (one vc-aggregator) | redis-benchmark SET -P 64 (ops/s) | ratio | viewers | Redis bytes/viewer |\n");
     printf("|---|---|---|---|---|---|---|\n");
     printf("| %lld | %.1f | %.0f | %.0f | %.2f | %ld | %.0f |\n", produced, secs, rate, ceiling,
