@@ -292,3 +292,44 @@ Test(recovery, a_checkpoint_newer_than_redis_restores_the_contract_keys, .timeou
     free(w);
     h_teardown(&h);
 }
+
+Test(recovery, checkpoints_of_another_events_topic_are_ignored, .timeout = 600)
+{
+    h_ctx h;
+    char topic[sizeof(h.topic)], other[sizeof(h.topic)], cmd[512], group[200], ev_env[256], group_env[256];
+    h_setup(&h, "shared");
+    snprintf(topic, sizeof(topic), "%s", h.topic);
+    snprintf(other, sizeof(other), "%.80s.o", h.topic);
+    snprintf(cmd, sizeof(cmd), "broker topic %s %d", other, H_PARTITIONS);
+    cr_assert_eq(h_stack(&h, cmd), 0, "cannot create %s", other);
+
+    /* another events topic whose aggregator checkpoints into the same checkpoint topic
+     * (a misconfiguration): same streams, few events, so its offsets lie inside ours */
+    workload *wo = workload_new(3);
+    snprintf(h.topic, sizeof(h.topic), "%s", other);
+    work(&h, wo, 60);
+    h_sync(&h);
+    snprintf(ev_env, sizeof(ev_env), "VC_EVENTS_TOPIC=%s", other);
+    snprintf(group, sizeof(group), "%s.o", h.group);
+    snprintf(group_env, sizeof(group_env), "VC_AGGREGATOR_GROUP=%s", group);
+    const char *oenv[] = {ev_env, group_env, "VC_CHECKPOINT_INTERVAL_S=1", NULL};
+    pid_t agg = h_agg_start(&h, oenv);
+    cr_assert(h_wait_applied(&h, 90));
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0); /* its checkpoints are on the shared topic now */
+
+    /* our topic, from an empty Redis: the foreign checkpoints must not be restored */
+    snprintf(h.topic, sizeof(h.topic), "%s", topic);
+    for (int p = 0; p < H_PARTITIONS; p++)
+        h.last_offset[p] = -1;
+    h_flush_redis(&h);
+    workload *w = workload_new(4);
+    work(&h, w, 600);
+    h_sync(&h);
+    agg = h_agg_start(&h, NULL);
+    cr_assert(h_wait_applied(&h, 90));
+    expect_truth(&h, w);
+    cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
+    free(w);
+    free(wo);
+    h_teardown(&h);
+}
