@@ -169,6 +169,21 @@ void gwh_gateway_start(gwh_gateway *g, const char *const *extra_env)
     gwh_gateway_start_on(g, 0, extra_env);
 }
 
+/* Whether the gateway's log holds text (it is the process's stderr). */
+static int log_has(const char *log, const char *text)
+{
+    char buf[8192];
+    FILE *f = fopen(log, "r");
+    size_t n;
+
+    if (f == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, text) != NULL;
+}
+
 void gwh_gateway_start_on(gwh_gateway *g, int port_wanted, const char *const *extra_env)
 {
     static int seq;
@@ -209,7 +224,9 @@ void gwh_gateway_start_on(gwh_gateway *g, int port_wanted, const char *const *ex
 
         if (waitpid(g->pid, &st, WNOHANG) == g->pid)
             cr_assert_fail("vc-gateway exited at start (status %d); see %s", st, g->log);
-        if (gwh_http_get(g->port, "/healthz", body, sizeof(body)) == 200)
+        /* On a port another process already serves (SO_REUSEPORT), /healthz
+         * may be that one's answer: also wait for this one's own line. */
+        if (gwh_http_get(g->port, "/healthz", body, sizeof(body)) == 200 && log_has(g->log, "listening on port"))
             return;
         usleep(50000);
     }
