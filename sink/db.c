@@ -91,8 +91,11 @@ void sk_db_time(int64_t ms, char *out, size_t size)
     time_t t = (time_t)sec;
     struct tm tm;
     gmtime_r(&t, &tm);
-    snprintf(out, size, "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    /* A year beyond 9999 would not fit DATETIME(3) anyway: an empty string
+     * then, which the server refuses, rather than a truncated time. */
+    if (snprintf(out, size, "%04d-%02d-%02d %02d:%02d:%02d.%03d", tm.tm_year + 1900, tm.tm_mon + 1,
+                 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac) >= (int)size && size > 0)
+        out[0] = '\0';
 }
 
 static void sk_db_date(int64_t ms, char *out, size_t size)

@@ -392,7 +392,8 @@ static void run(const ev_rec *log, size_t n, decision *out, int reload)
         memset(&out[i], 0, sizeof(out[i]));
         out[i].ngone = k;
         for (int j = 0; j < k; j++) {
-            snprintf(out[i].gone[j], sizeof(out[i].gone[j]), "%s", gone[j].gateway_id);
+            cr_assert_lt(snprintf(out[i].gone[j], sizeof(out[i].gone[j]), "%s", gone[j].gateway_id),
+                         (int)sizeof(out[i].gone[j]));
             out[i].gone_id[j] = gone[j].id;
         }
         out[i].stale = v.stale;
