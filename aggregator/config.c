@@ -47,6 +47,8 @@ static const vc_conf_opt opts[] = {
      "viewers buffered in unfinished sync snapshots per partition"},
     {"sync-max-age-ms", "VC_SYNC_MAX_AGE_MS", I(sync_max_age_ms), "60000", 1, INT64_MAX,
      "event-time age after which an unfinished sync snapshot is dropped"},
+    {"session-timeout-ms", "VC_AGGREGATOR_SESSION_TIMEOUT_MS", I(session_timeout_ms), "10000", 1000, 3600000,
+     "Kafka consumer group session timeout: a killed instance's partitions move after this"},
     {"category-refresh-ms", "VC_CATEGORY_REFRESH_MS", I(category_refresh_ms), "1000", 0, 3600000,
      "how often unknown stream categories are looked up (0: never)"},
 };

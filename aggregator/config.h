@@ -35,6 +35,7 @@ typedef struct {
     int64_t tombstone_ttl_ms;    /* event time after which an unmatched leave is forgotten */
     int64_t sync_max_viewers;
     int64_t sync_max_age_ms;
+    int64_t session_timeout_ms;  /* Kafka group session: how soon a dead instance's partitions move */
     int64_t category_refresh_ms; /* 0: no category lookups */
 } agg_config;
 

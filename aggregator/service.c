@@ -754,6 +754,7 @@ static rd_kafka_t *kafka_new(agg_service *svc, rd_kafka_type_t type, const char 
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_t *rk;
+    char session[24], heartbeat[24];
     const char *kv[][2] = {
         {"bootstrap.servers", svc->cfg->brokers},
         {"client.id", svc->cfg->id},
@@ -769,8 +770,8 @@ static rd_kafka_t *kafka_new(agg_service *svc, rd_kafka_type_t type, const char 
          * the CPU; the byte bound (queued.max.messages.kbytes, 64 MB) still
          * caps the memory */
         {"queued.min.messages", "1000000"},
-        {"session.timeout.ms", "10000"},
-        {"heartbeat.interval.ms", "1000"},
+        {"session.timeout.ms", session},
+        {"heartbeat.interval.ms", heartbeat},
         /* above the longest Redis call (the client retries a dead node for
          * tens of seconds), so an outage does not cost the group membership;
          * also the rebalance timeout (dead members leave by session.timeout) */
@@ -786,6 +787,10 @@ static rd_kafka_t *kafka_new(agg_service *svc, rd_kafka_type_t type, const char 
         {NULL, NULL},
     };
     const char *(*set)[2] = type == RD_KAFKA_CONSUMER ? kv : pkv;
+
+    snprintf(session, sizeof(session), "%" PRId64, svc->cfg->session_timeout_ms);
+    snprintf(heartbeat, sizeof(heartbeat), "%" PRId64,
+             svc->cfg->session_timeout_ms / 3 < 1000 ? svc->cfg->session_timeout_ms / 3 : 1000);
 
     for (int i = 0; set[i][0] != NULL; i++) {
         if (set[i][1] == NULL)

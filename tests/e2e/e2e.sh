@@ -43,6 +43,9 @@ export VC_ROLLUP_SECONDS=5 VC_SINK_FLUSH_INTERVAL_MS=1000
 # A sink killed with -9 holds its partitions until its group session times
 # out (45 s by default): short here, so the restarted one takes over quickly.
 export VC_SINK_SESSION_TIMEOUT_MS=6000
+# The same for the aggregator (10 s by default): a restarted instance gets
+# its partitions back once the killed one's session is over.
+export VC_AGGREGATOR_SESSION_TIMEOUT_MS=6000
 # Under ASan/UBSan (the test build) a finding must stop the service, so that
 # it shows in its log.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:halt_on_error=1}
