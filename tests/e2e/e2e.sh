@@ -304,6 +304,10 @@ for s in r['streams']:
         bad.append(f"stream {s['stream']}: {got} user_sessions rows, {want} connections (+{unk} unknown)")
     if want > 0 and s['stream'] not in current:
         bad.append(f"stream {s['stream']}: no current_viewers row")
+# Only a killed gateway's sessions may end as "gateway dead" (decided by the
+# liveness rule); elsewhere that would be a live gateway expired.
+if sys.argv[3] == 'exact' and reasons.get('gateway_dead', 0):
+    bad.append(f"{reasons['gateway_dead']} sessions ended as gateway_dead, but no gateway died")
 for sid, n in sorted(current.items()):
     if n != 0:
         bad.append(f"stream {sid}: current_viewers.viewer_count {n}, truth 0")
