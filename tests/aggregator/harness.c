@@ -679,3 +679,90 @@ int h_pause_masters(h_ctx *h, int ms)
     }
     return paused;
 }
+
+/* ---- a random workload with its ground truth ------------------------------ */
+
+static const char *const workload_gws[2] = {"gw-a", "gw-b"};
+
+h_workload *h_workload_new(unsigned seed, int64_t first_stream, int nstreams)
+{
+    h_workload *w = calloc(1, sizeof(*w));
+
+    cr_assert_not_null(w);
+    w->seed = seed;
+    w->ts = 1700000000000LL;
+    w->first_stream = first_stream;
+    w->nstreams = nstreams;
+    return w;
+}
+
+/* Leaves pick any open connection, also those of earlier phases. */
+void h_workload_run(h_ctx *h, h_workload *w, int events)
+{
+    for (int i = 0; i < events; i++) {
+        vc_event ev;
+        if (w->nopen > 0 && rand_r(&w->seed) % 100 < 40) {
+            int k = rand_r(&w->seed) % w->nopen;
+            ev = h_leave(w->open_stream[k], w->open_conn[k], workload_gws[w->open_gw[k]], 1, w->ts++);
+            w->nopen--;
+            w->open_conn[k] = w->open_conn[w->nopen];
+            w->open_stream[k] = w->open_stream[w->nopen];
+            w->open_gw[k] = w->open_gw[w->nopen];
+        } else {
+            int64_t stream = w->first_stream + rand_r(&w->seed) % w->nstreams;
+            int64_t user = rand_r(&w->seed) % 100 < 20 ? 0 : 1 + rand_r(&w->seed) % 200;
+            int gw = rand_r(&w->seed) % 2;
+            cr_assert_lt(w->nopen, 65536, "workload: too many open connections");
+            ev = h_join(stream, user, ++w->next_conn, workload_gws[gw], 1, w->ts++);
+            w->open_conn[w->nopen] = ev.conn_id;
+            w->open_stream[w->nopen] = stream;
+            w->open_gw[w->nopen++] = gw;
+        }
+        h_produce(h, &ev);
+        h_model_apply(&w->m, &ev);
+    }
+}
+
+void h_workload_expect(h_ctx *h, const h_workload *w)
+{
+    for (int s = 0; s < w->nstreams; s++) {
+        int64_t id = w->first_stream + s;
+        long long want = h_model_viewers(&w->m, id), got = h_stream_int(h, id, "viewers");
+        if (want == 0 && got == -1)
+            continue;
+        cr_expect_eq(got, want, "stream %lld: %lld viewers in Redis, %lld in the events", (long long)id, got, want);
+        cr_expect_eq(h_stream_int(h, id, "peak"), h_model_peak(&w->m, id), "peak of stream %lld", (long long)id);
+        cr_expect_eq(h_rank_score(h, id, 0), want > 0 ? want : -1, "rank of stream %lld", (long long)id);
+    }
+}
+
+void h_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+long long h_metric(int port, const char *name)
+{
+    char want[128];
+    char *m = h_http_get(port, "/metrics");
+    long long v = -1;
+    snprintf(want, sizeof(want), "\n%s ", name);
+    const char *c = m ? strstr(m, want) : NULL;
+    if (c)
+        v = strtoll(c + strlen(want), NULL, 10);
+    free(m);
+    return v;
+}
+
+long long h_wait_metric(int port, const char *name, long long want, int seconds)
+{
+    long long v = -1;
+    for (int i = 0; i < seconds * 10; i++) {
+        v = h_metric(port, name);
+        if (v >= want)
+            break;
+        h_sleep_ms(100);
+    }
+    return v;
+}

@@ -74,6 +74,31 @@ void h_model_apply(h_model *m, const vc_event *ev);
 long long h_model_viewers(const h_model *m, int64_t stream);
 long long h_model_peak(const h_model *m, int64_t stream);
 
+/* A random workload of joins and leaves (40% leaves of any open connection)
+ * over streams [first_stream, first_stream + nstreams) on two gateways
+ * (gw-a, gw-b, epoch 1), 20% anonymous, with its own ground truth. */
+typedef struct {
+    h_model m;
+    int64_t open_conn[65536], open_stream[65536];
+    int open_gw[65536];
+    int nopen;
+    int64_t next_conn, ts;
+    unsigned seed;
+    int64_t first_stream;
+    int nstreams;
+} h_workload;
+h_workload *h_workload_new(unsigned seed, int64_t first_stream, int nstreams); /* free() it */
+/* Produce that many more events and apply them to the ground truth. */
+void h_workload_run(h_ctx *h, h_workload *w, int events);
+/* Every stream's viewers, peak and rank in Redis equal the ground truth. */
+void h_workload_expect(h_ctx *h, const h_workload *w);
+
+/* A counter of the aggregator's /metrics on port (-1 when not readable). */
+long long h_metric(int port, const char *name);
+/* Wait (bounded) until metric name reaches at least want; its last value. */
+long long h_wait_metric(int port, const char *name, long long want, int seconds);
+void h_sleep_ms(int ms);
+
 #endif
 
 /* Every vc:* key of the cluster with its type and contents, one line per key,

@@ -17,77 +17,11 @@
 
 #define NSTREAMS 40
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* A random workload of joins and leaves with its ground truth. */
-typedef struct {
-    h_model m;
-    int64_t open_conn[65536], open_stream[65536];
-    int open_gw[65536];
-    int nopen;
-    int64_t next_conn, ts;
-    unsigned seed;
-} workload;
-
-static const char *gws[2] = {"gw-a", "gw-b"};
-
-static void work(h_ctx *h, workload *w, int events)
-{
-    for (int i = 0; i < events; i++) {
-        vc_event ev;
-        int leave = w->nopen > 0 && rand_r(&w->seed) % 100 < 40;
-        if (leave) {
-            int k = rand_r(&w->seed) % w->nopen;
-            ev = h_leave(w->open_stream[k], w->open_conn[k], gws[w->open_gw[k]], 1, w->ts++);
-            w->nopen--;
-            w->open_conn[k] = w->open_conn[w->nopen];
-            w->open_stream[k] = w->open_stream[w->nopen];
-            w->open_gw[k] = w->open_gw[w->nopen];
-        } else {
-            int64_t stream = 1000 + rand_r(&w->seed) % NSTREAMS;
-            int64_t user = rand_r(&w->seed) % 100 < 20 ? 0 : 1 + rand_r(&w->seed) % 300;
-            int gw = rand_r(&w->seed) % 2;
-            cr_assert_lt(w->nopen, 65536);
-            ev = h_join(stream, user, ++w->next_conn, gws[gw], 1, w->ts++);
-            w->open_conn[w->nopen] = ev.conn_id;
-            w->open_stream[w->nopen] = stream;
-            w->open_gw[w->nopen++] = gw;
-        }
-        h_produce(h, &ev);
-        h_model_apply(&w->m, &ev);
-    }
-}
-
-static void expect_truth(h_ctx *h, const workload *w)
-{
-    for (int s = 0; s < NSTREAMS; s++) {
-        int64_t id = 1000 + s;
-        long long want = h_model_viewers(&w->m, id), got = h_stream_int(h, id, "viewers");
-        if (want == 0 && got == -1)
-            continue;
-        cr_expect_eq(got, want, "stream %lld: %lld viewers in Redis, %lld in the events", (long long)id, got, want);
-        cr_expect_eq(h_stream_int(h, id, "peak"), h_model_peak(&w->m, id), "peak of stream %lld", (long long)id);
-        cr_expect_eq(h_rank_score(h, id, 0), want > 0 ? want : -1, "rank of stream %lld", (long long)id);
-    }
-}
-
-static workload *workload_new(unsigned seed)
-{
-    workload *w = calloc(1, sizeof(*w));
-    w->seed = seed;
-    w->ts = 1700000000000LL;
-    return w;
-}
-
 Test(faults, kill_9_at_random_moments_while_events_flow, .timeout = 600)
 {
     h_ctx h;
     h_setup(&h, "kill9");
-    workload *w = workload_new(42);
+    h_workload *w = h_workload_new(42, 1000, NSTREAMS);
     unsigned r = 7;
     char port_env[64];
     int port = h_http_port(0);
@@ -99,17 +33,17 @@ Test(faults, kill_9_at_random_moments_while_events_flow, .timeout = 600)
         cr_assert(h_wait_assigned(port, 60), "round %d: no assignment within 60 s", round);
         int chunks = 1 + rand_r(&r) % 5;
         for (int c = 0; c < chunks; c++) {
-            work(&h, w, 300);
+            h_workload_run(&h, w, 300);
             rd_kafka_flush(h.rk, 10000);
-            sleep_ms(rand_r(&r) % 700);
+            h_sleep_ms(rand_r(&r) % 700);
         }
         h_agg_stop(agg, SIGKILL);
     }
     pid_t agg = h_agg_start(&h, NULL);
-    work(&h, w, 300); /* the last instance has work of its own too */
+    h_workload_run(&h, w, 300); /* the last instance has work of its own too */
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 120), "events not applied within 120 s after the last restart");
-    expect_truth(&h, w);
+    h_workload_expect(&h, w);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(w);
     h_teardown(&h);
@@ -119,21 +53,21 @@ Test(faults, two_aggregators_and_a_rebalance, .timeout = 600)
 {
     h_ctx h;
     h_setup(&h, "rebal");
-    workload *w = workload_new(4242);
+    h_workload *w = h_workload_new(4242, 1000, NSTREAMS);
     const char *second[] = {"VC_AGGREGATOR_ID=agg-1", NULL};
     pid_t a = h_agg_start(&h, NULL);
-    work(&h, w, 1500);
+    h_workload_run(&h, w, 1500);
     h_sync(&h);
     pid_t b = h_agg_start(&h, second); /* joins the group: partitions are shared */
     for (int i = 0; i < 10; i++) {
-        work(&h, w, 200);
-        sleep_ms(300);
+        h_workload_run(&h, w, 200);
+        h_sleep_ms(300);
     }
     h_agg_stop(a, SIGKILL); /* dies: b takes every partition after the session timeout */
-    work(&h, w, 1500);
+    h_workload_run(&h, w, 1500);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 120), "the survivor did not apply everything within 120 s");
-    expect_truth(&h, w);
+    h_workload_expect(&h, w);
     cr_expect_eq(h_agg_stop(b, SIGTERM), 0);
     free(w);
     h_teardown(&h);
@@ -143,13 +77,13 @@ Test(faults, redis_master_killed_and_replica_promoted_mid_stream, .timeout = 600
 {
     h_ctx h;
     h_setup(&h, "failover");
-    workload *w = workload_new(99);
+    h_workload *w = h_workload_new(99, 1000, NSTREAMS);
     char port_env[64], kill_cmd[64], start_cmd[64];
     int port = h_http_port(0);
     snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
     const char *env[] = {port_env, NULL};
     pid_t agg = h_agg_start(&h, env);
-    work(&h, w, 1500);
+    h_workload_run(&h, w, 1500);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 60));
     /* the master of partition 0's slot, wherever earlier failovers moved it */
@@ -159,8 +93,8 @@ Test(faults, redis_master_killed_and_replica_promoted_mid_stream, .timeout = 600
     snprintf(start_cmd, sizeof(start_cmd), "start redis %d", victim);
     cr_assert_eq(h_stack(&h, kill_cmd), 0, "stack %s", kill_cmd);
     for (int i = 0; i < 10; i++) {
-        work(&h, w, 150);
-        sleep_ms(400);
+        h_workload_run(&h, w, 150);
+        h_sleep_ms(400);
     }
     h_sync(&h);
     int ok = h_wait_applied(&h, 120);
@@ -172,7 +106,7 @@ Test(faults, redis_master_killed_and_replica_promoted_mid_stream, .timeout = 600
               promoted);
     /* the Redis client rides out the failover inside its retries (MOVED, reconnect), so the
      * aggregator may see no error at all: the counts below are what matters */
-    expect_truth(&h, w);
+    h_workload_expect(&h, w);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(w);
     h_teardown(&h);
@@ -195,7 +129,7 @@ static int run_rebuild(h_ctx *h, char *out, size_t size)
     for (int i = 0; i < 3000; i++) {
         if (waitpid(rb, &status, WNOHANG) == rb)
             return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        sleep_ms(100);
+        h_sleep_ms(100);
     }
     kill(rb, SIGKILL);
     waitpid(rb, &status, 0);
@@ -219,13 +153,13 @@ Test(faults, rebuild_starts_from_the_newest_checkpoint, .timeout = 600)
     h_ctx h;
     size_t nbefore, nafter;
     h_setup(&h, "ckpt");
-    workload *w = workload_new(11);
+    h_workload *w = h_workload_new(11, 1000, NSTREAMS);
     char port_env[64];
     int port = h_http_port(0);
     snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
     const char *env[] = {port_env, "VC_CHECKPOINT_INTERVAL_S=1", NULL};
     pid_t agg = h_agg_start(&h, env);
-    work(&h, w, 2000);
+    h_workload_run(&h, w, 2000);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
     /* wait for a checkpoint of every partition */
@@ -236,14 +170,14 @@ Test(faults, rebuild_starts_from_the_newest_checkpoint, .timeout = 600)
         ok = c && (int)strtol(c + strlen("\nvc_aggregator_checkpoints_total "), NULL, 10) >= H_PARTITIONS;
         free(m);
         if (!ok)
-            sleep_ms(100);
+            h_sleep_ms(100);
     }
     cr_assert(ok, "no checkpoint of every partition within 30 s");
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     /* events after the checkpoint, applied by an instance that writes none */
     const char *nockpt[] = {"VC_CHECKPOINT_INTERVAL_S=0", NULL};
     agg = h_agg_start(&h, nockpt);
-    work(&h, w, 500);
+    h_workload_run(&h, w, 500);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
@@ -275,10 +209,10 @@ Test(faults, flushall_then_rebuild_restores_every_key, .timeout = 600)
     h_ctx h;
     size_t nbefore, nafter;
     h_setup(&h, "rebuild");
-    workload *w = workload_new(7);
+    h_workload *w = h_workload_new(7, 1000, NSTREAMS);
     /* a gateway restart and an expiry are part of the history too */
     pid_t agg = h_agg_start(&h, NULL);
-    work(&h, w, 3000);
+    h_workload_run(&h, w, 3000);
     h_heartbeat_all(&h, "gw-c", 5, w->ts);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
@@ -317,7 +251,7 @@ Test(faults, flushall_then_rebuild_restores_every_key, .timeout = 600)
     h_flush_redis(&h);
     after = NULL;
     for (int i = 0; i < 60; i++) {
-        sleep_ms(500);
+        h_sleep_ms(500);
         free(after);
         after = h_dump_keys(&h, &nafter);
         if (strcmp(before, after) == 0)
@@ -522,20 +456,20 @@ Test(faults, a_redis_outage_pauses_consumption_and_it_resumes_after, .timeout = 
 {
     h_ctx h;
     h_setup(&h, "outage");
-    workload *w = workload_new(2024);
+    h_workload *w = h_workload_new(2024, 1000, NSTREAMS);
     char port_env[64];
     int port = h_http_port(0);
     snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
     const char *env[] = {port_env, NULL};
     pid_t agg = h_agg_start(&h, env);
     cr_assert(h_wait_assigned(port, 60));
-    work(&h, w, 1000);
+    h_workload_run(&h, w, 1000);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 60));
     /* longer than the Redis client's own retries (16 rounds), so the aggregator sees it */
     cr_assert_eq(h_pause_masters(&h, 60000), 3, "could not pause the three masters");
     int64_t paused_at = time(NULL);
-    work(&h, w, 1000);
+    h_workload_run(&h, w, 1000);
     h_sync(&h);
     /* while Redis does not answer: no offset moves, and /healthz says so */
     int unhealthy = 0;
@@ -543,11 +477,11 @@ Test(faults, a_redis_outage_pauses_consumption_and_it_resumes_after, .timeout = 
         char *hz = h_http_get(port, "/healthz");
         unhealthy |= hz == NULL;
         free(hz);
-        sleep_ms(500);
+        h_sleep_ms(500);
     }
     cr_expect(unhealthy, "/healthz never reported the outage");
     cr_assert(h_wait_applied(&h, 120), "consumption did not resume after the outage");
-    expect_truth(&h, w);
+    h_workload_expect(&h, w);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(w);
     h_teardown(&h);

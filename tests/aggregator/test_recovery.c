@@ -19,97 +19,6 @@
 
 #define NSTREAMS 30
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-typedef struct {
-    h_model m;
-    int64_t open_conn[65536], open_stream[65536];
-    int open_gw[65536];
-    int nopen;
-    int64_t next_conn, ts;
-    unsigned seed;
-} workload;
-
-static const char *gws[2] = {"gw-a", "gw-b"};
-
-/* joins and leaves (leaves pick any open connection, also older phases') */
-static void work(h_ctx *h, workload *w, int events)
-{
-    for (int i = 0; i < events; i++) {
-        vc_event ev;
-        if (w->nopen > 0 && rand_r(&w->seed) % 100 < 40) {
-            int k = rand_r(&w->seed) % w->nopen;
-            ev = h_leave(w->open_stream[k], w->open_conn[k], gws[w->open_gw[k]], 1, w->ts++);
-            w->nopen--;
-            w->open_conn[k] = w->open_conn[w->nopen];
-            w->open_stream[k] = w->open_stream[w->nopen];
-            w->open_gw[k] = w->open_gw[w->nopen];
-        } else {
-            int64_t stream = 2000 + rand_r(&w->seed) % NSTREAMS;
-            int64_t user = rand_r(&w->seed) % 100 < 20 ? 0 : 1 + rand_r(&w->seed) % 200;
-            int gw = rand_r(&w->seed) % 2;
-            ev = h_join(stream, user, ++w->next_conn, gws[gw], 1, w->ts++);
-            w->open_conn[w->nopen] = ev.conn_id;
-            w->open_stream[w->nopen] = stream;
-            w->open_gw[w->nopen++] = gw;
-        }
-        h_produce(h, &ev);
-        h_model_apply(&w->m, &ev);
-    }
-}
-
-static void expect_truth(h_ctx *h, const workload *w)
-{
-    for (int s = 0; s < NSTREAMS; s++) {
-        int64_t id = 2000 + s;
-        long long want = h_model_viewers(&w->m, id), got = h_stream_int(h, id, "viewers");
-        if (want == 0 && got == -1)
-            continue;
-        cr_expect_eq(got, want, "stream %lld: %lld viewers in Redis, %lld in the events", (long long)id, got, want);
-        cr_expect_eq(h_stream_int(h, id, "peak"), h_model_peak(&w->m, id), "peak of stream %lld", (long long)id);
-        cr_expect_eq(h_rank_score(h, id, 0), want > 0 ? want : -1, "rank of stream %lld", (long long)id);
-    }
-}
-
-static workload *workload_new(unsigned seed)
-{
-    workload *w = calloc(1, sizeof(*w));
-    w->seed = seed;
-    w->ts = 1700000000000LL;
-    return w;
-}
-
-/* A counter of the aggregator on port (-1 when not readable). */
-static long long metric(int port, const char *name)
-{
-    char want[128];
-    char *m = h_http_get(port, "/metrics");
-    long long v = -1;
-    snprintf(want, sizeof(want), "\n%s ", name);
-    const char *c = m ? strstr(m, want) : NULL;
-    if (c)
-        v = strtoll(c + strlen(want), NULL, 10);
-    free(m);
-    return v;
-}
-
-/* Wait (bounded) until metric name reaches at least want; its last value. */
-static long long wait_metric(int port, const char *name, long long want, int seconds)
-{
-    long long v = -1;
-    for (int i = 0; i < seconds * 10; i++) {
-        v = metric(port, name);
-        if (v >= want)
-            break;
-        sleep_ms(100);
-    }
-    return v;
-}
-
 static int64_t produced(const h_ctx *h)
 {
     int64_t n = 0;
@@ -145,7 +54,7 @@ Test(recovery, a_checkpoint_older_than_redis_is_caught_up_in_memory_only, .timeo
 {
     h_ctx h;
     h_setup(&h, "ckold");
-    workload *w = workload_new(31);
+    h_workload *w = h_workload_new(31, 2000, NSTREAMS);
     char port_env[64];
     int port = h_http_port(0);
     snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
@@ -154,7 +63,7 @@ Test(recovery, a_checkpoint_older_than_redis_is_caught_up_in_memory_only, .timeo
     const char *ck[] = {port_env, "VC_CHECKPOINT_INTERVAL_S=1", NULL};
     pid_t agg = h_agg_start(&h, ck);
     cr_assert(h_wait_assigned(port, 60));
-    work(&h, w, 800);
+    h_workload_run(&h, w, 800);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
@@ -164,7 +73,7 @@ Test(recovery, a_checkpoint_older_than_redis_is_caught_up_in_memory_only, .timeo
     const char *nock[] = {port_env, "VC_CHECKPOINT_INTERVAL_S=0", NULL};
     agg = h_agg_start(&h, nock);
     cr_assert(h_wait_assigned(port, 60));
-    work(&h, w, 600); /* leaves of phase A's connections too */
+    h_workload_run(&h, w, 600); /* leaves of phase A's connections too */
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
     h_agg_stop(agg, SIGKILL);
@@ -175,10 +84,10 @@ Test(recovery, a_checkpoint_older_than_redis_is_caught_up_in_memory_only, .timeo
     /* recovery: checkpoint at A's end, Redis at B's end */
     agg = h_agg_start(&h, nock);
     cr_assert(h_wait_assigned(port, 60));
-    long long replayed = wait_metric(port, "vc_aggregator_replayed_events_total", after_b - after_a, 60);
+    long long replayed = h_wait_metric(port, "vc_aggregator_replayed_events_total", after_b - after_a, 60);
     cr_expect_eq(replayed, after_b - after_a, "phase B replayed into memory: %lld, want %lld", replayed,
                  (long long)(after_b - after_a));
-    cr_expect_eq(metric(port, "vc_aggregator_events_total"), 0, "nothing written while catching up");
+    cr_expect_eq(h_metric(port, "vc_aggregator_events_total"), 0, "nothing written while catching up");
     char *mid = h_dump_keys(&h, &nafter);
     cr_expect_eq(nafter, nbefore);
     cr_expect(strcmp(before, mid) == 0, "Redis changed while the state was caught up in memory");
@@ -186,11 +95,11 @@ Test(recovery, a_checkpoint_older_than_redis_is_caught_up_in_memory_only, .timeo
     free(before);
 
     /* phase C depends on the state phase B left (its leaves close B's joins) */
-    work(&h, w, 600);
+    h_workload_run(&h, w, 600);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
-    expect_truth(&h, w);
-    cr_expect_eq(metric(port, "vc_aggregator_events_total"), produced(&h) - after_b);
+    h_workload_expect(&h, w);
+    cr_expect_eq(h_metric(port, "vc_aggregator_events_total"), produced(&h) - after_b);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(w);
     h_teardown(&h);
@@ -200,14 +109,14 @@ Test(recovery, without_a_checkpoint_the_log_is_replayed_into_memory_from_its_beg
 {
     h_ctx h;
     h_setup(&h, "nock");
-    workload *w = workload_new(77);
+    h_workload *w = h_workload_new(77, 2000, NSTREAMS);
     char port_env[64];
     int port = h_http_port(0);
     snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
     const char *nock[] = {port_env, "VC_CHECKPOINT_INTERVAL_S=0", NULL};
     pid_t agg = h_agg_start(&h, nock);
     cr_assert(h_wait_assigned(port, 60));
-    work(&h, w, 1000);
+    h_workload_run(&h, w, 1000);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
     h_agg_stop(agg, SIGKILL);
@@ -215,12 +124,12 @@ Test(recovery, without_a_checkpoint_the_log_is_replayed_into_memory_from_its_beg
 
     agg = h_agg_start(&h, nock);
     cr_assert(h_wait_assigned(port, 60));
-    long long replayed = wait_metric(port, "vc_aggregator_replayed_events_total", n, 60);
+    long long replayed = h_wait_metric(port, "vc_aggregator_replayed_events_total", n, 60);
     cr_expect_eq(replayed, n, "the whole log replayed into memory: %lld of %lld", replayed, (long long)n);
-    work(&h, w, 800);
+    h_workload_run(&h, w, 800);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
-    expect_truth(&h, w);
+    h_workload_expect(&h, w);
     size_t nkeys;
     char *dump = h_dump_keys(&h, &nkeys);
     cr_assert_gt(nkeys, 0);
@@ -235,14 +144,14 @@ Test(recovery, a_checkpoint_newer_than_redis_restores_the_contract_keys, .timeou
 {
     h_ctx h;
     h_setup(&h, "cknew");
-    workload *w = workload_new(5);
+    h_workload *w = h_workload_new(5, 2000, NSTREAMS);
     char port_env[64];
     int port = h_http_port(0);
     snprintf(port_env, sizeof(port_env), "VC_AGGREGATOR_HTTP_PORT=%d", port);
     const char *ck[] = {port_env, "VC_CHECKPOINT_INTERVAL_S=1", NULL};
     pid_t agg = h_agg_start(&h, ck);
     cr_assert(h_wait_assigned(port, 60));
-    work(&h, w, 1500);
+    h_workload_run(&h, w, 1500);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0); /* checkpoints at the end */
@@ -276,16 +185,16 @@ Test(recovery, a_checkpoint_newer_than_redis_restores_the_contract_keys, .timeou
         after = h_dump_keys(&h, &nafter);
         if (strcmp(before, after) == 0)
             break;
-        sleep_ms(500);
+        h_sleep_ms(500);
     }
     cr_expect_eq(nafter, nbefore);
     cr_expect(strcmp(before, after) == 0, "the contract keys were not restored from the checkpoint");
     expect_only_contract_keys(after);
     /* and counting goes on from there */
-    work(&h, w, 500);
+    h_workload_run(&h, w, 500);
     h_sync(&h);
     cr_assert(h_wait_applied(&h, 90));
-    expect_truth(&h, w);
+    h_workload_expect(&h, w);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(after);
     free(before);
@@ -305,9 +214,9 @@ Test(recovery, checkpoints_of_another_events_topic_are_ignored, .timeout = 600)
 
     /* another events topic whose aggregator checkpoints into the same checkpoint topic
      * (a misconfiguration): same streams, few events, so its offsets lie inside ours */
-    workload *wo = workload_new(3);
+    h_workload *wo = h_workload_new(3, 2000, NSTREAMS);
     snprintf(h.topic, sizeof(h.topic), "%s", other);
-    work(&h, wo, 60);
+    h_workload_run(&h, wo, 60);
     h_sync(&h);
     snprintf(ev_env, sizeof(ev_env), "VC_EVENTS_TOPIC=%s", other);
     snprintf(group, sizeof(group), "%s.o", h.group);
@@ -322,12 +231,12 @@ Test(recovery, checkpoints_of_another_events_topic_are_ignored, .timeout = 600)
     for (int p = 0; p < H_PARTITIONS; p++)
         h.last_offset[p] = -1;
     h_flush_redis(&h);
-    workload *w = workload_new(4);
-    work(&h, w, 600);
+    h_workload *w = h_workload_new(4, 2000, NSTREAMS);
+    h_workload_run(&h, w, 600);
     h_sync(&h);
     agg = h_agg_start(&h, NULL);
     cr_assert(h_wait_applied(&h, 90));
-    expect_truth(&h, w);
+    h_workload_expect(&h, w);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(w);
     free(wo);
