@@ -52,6 +52,28 @@ static int run_cmd(const char *fmt, ...)
     return system(cmd);
 }
 
+/* A connection to host:port when that node answers and is a master, else NULL. */
+static redisContext *connect_master(const char *host, int port, int timeout_s)
+{
+    struct timeval tv = {timeout_s, 0};
+    redisContext *c = redisConnectWithTimeout(host, port, tv);
+    if (c == NULL || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisReply *role = redisCommand(c, "ROLE");
+    int master = role && role->type == REDIS_REPLY_ARRAY && role->elements > 0 &&
+                 role->element[0]->type == REDIS_REPLY_STRING && strcmp(role->element[0]->str, "master") == 0;
+    if (role)
+        freeReplyObject(role);
+    if (!master) {
+        redisFree(c);
+        return NULL;
+    }
+    return c;
+}
+
 void h_flush_redis(h_ctx *h)
 {
     char masters[512], *save = NULL;
@@ -64,27 +86,16 @@ void h_flush_redis(h_ctx *h)
         cr_assert_not_null(colon);
         snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
         port = (int)strtol(colon + 1, NULL, 10);
-        struct timeval tv = {5, 0};
-        redisContext *c = redisConnectWithTimeout(host, port, tv);
-        if (c == NULL || c->err) {
-            /* a master may be down in a fault test: flush what answers */
-            if (c)
-                redisFree(c);
+        /* a master may be down in a fault test: flush what answers */
+        redisContext *c = connect_master(host, port, 5);
+        if (c == NULL)
             continue;
-        }
-        redisReply *r = redisCommand(c, "ROLE");
-        int is_master = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-                        strcmp(r->element[0]->str, "master") == 0;
+        redisReply *r = redisCommand(c, "FLUSHALL");
         if (r)
             freeReplyObject(r);
-        if (is_master) {
-            r = redisCommand(c, "FLUSHALL");
-            if (r)
-                freeReplyObject(r);
-            r = redisCommand(c, "WAIT 1 5000");
-            if (r)
-                freeReplyObject(r);
-        }
+        r = redisCommand(c, "WAIT 1 5000");
+        if (r)
+            freeReplyObject(r);
         redisFree(c);
     }
 }
@@ -496,21 +507,9 @@ char *h_dump_keys(h_ctx *h, size_t *nkeys)
         char host[256];
         const char *colon = strrchr(tok, ':');
         snprintf(host, sizeof(host), "%.*s", (int)(colon - tok), tok);
-        struct timeval tv = {5, 0};
-        redisContext *c = redisConnectWithTimeout(host, (int)strtol(colon + 1, NULL, 10), tv);
-        if (c == NULL || c->err) {
-            if (c)
-                redisFree(c);
+        redisContext *c = connect_master(host, (int)strtol(colon + 1, NULL, 10), 5);
+        if (c == NULL)
             continue;
-        }
-        redisReply *role = redisCommand(c, "ROLE");
-        int master = role && role->type == REDIS_REPLY_ARRAY && strcmp(role->element[0]->str, "master") == 0;
-        if (role)
-            freeReplyObject(role);
-        if (!master) {
-            redisFree(c);
-            continue;
-        }
         char cursor[32] = "0";
         do {
             redisReply *r = redisCommand(c, "SCAN %s MATCH vc:* COUNT 1000", cursor);
@@ -658,23 +657,13 @@ int h_pause_masters(h_ctx *h, int ms)
     int base = (int)strtol(need_env("VC_PORT_BASE"), NULL, 10), paused = 0;
     (void)h;
     for (int i = 0; i < 6; i++) {
-        struct timeval tv = {2, 0};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", base + i, tv);
-        if (c == NULL || c->err) {
-            if (c)
-                redisFree(c);
+        redisContext *c = connect_master("127.0.0.1", base + i, 2);
+        if (c == NULL)
             continue;
-        }
-        redisReply *r = redisCommand(c, "ROLE");
-        int master = r && r->type == REDIS_REPLY_ARRAY && strcmp(r->element[0]->str, "master") == 0;
+        redisReply *r = redisCommand(c, "CLIENT PAUSE %d ALL", ms);
+        paused += r && r->type == REDIS_REPLY_STATUS;
         if (r)
             freeReplyObject(r);
-        if (master) {
-            r = redisCommand(c, "CLIENT PAUSE %d ALL", ms);
-            paused += r && r->type == REDIS_REPLY_STATUS;
-            if (r)
-                freeReplyObject(r);
-        }
         redisFree(c);
     }
     return paused;
