@@ -23,7 +23,7 @@ admin() { mariadb --defaults-file="$VC_STACK_DIR/mariadb/writer/my.cnf" "$@"; } 
 
 case ${1:-} in
 prepare)
-    # The fresh database and its own users (the role vc_sink_writer gets the
+    # The fresh database and its own users (the roles of sql/roles.sql get the
     # same grants on it; the case's users are left alone). The password goes
     # to start through a file of the stack dir.
     : "${VC_MYSQL_DB:?}"
@@ -35,6 +35,8 @@ CREATE DATABASE \`$REF_DB\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
 CREATE USER IF NOT EXISTS 'vc_sink_ref'@'%' IDENTIFIED BY '$pw';
 ALTER USER 'vc_sink_ref'@'%' IDENTIFIED BY '$pw';
 CREATE USER IF NOT EXISTS 'analyst_ref'@'%' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS 'vc_gateway_ref'@'%' IDENTIFIED BY '$pw';
+CREATE USER IF NOT EXISTS 'vc_aggregator_ref'@'%' IDENTIFIED BY '$pw';
 SQL
     (umask 077; echo "$pw" >"$VC_STACK_DIR/run/sink-ref.pw")
     # As the administrator (the defaults file's [client] group): without the
@@ -43,6 +45,7 @@ SQL
         "$REPO/sql/migrate" --defaults-file "$VC_STACK_DIR/mariadb/writer/my.cnf" --database "$REF_DB" >>"$LOG" 2>&1 ||
         { echo "refsink: sql/migrate on $REF_DB failed (see $LOG)" >&2; exit 1; }
     sed -e "s/@DB@/$REF_DB/g" -e "s/@SINK_USER@/vc_sink_ref/g" -e "s/@ANALYST_USER@/analyst_ref/g" \
+        -e "s/@GATEWAY_USER@/vc_gateway_ref/g" -e "s/@AGGREGATOR_USER@/vc_aggregator_ref/g" \
         "$REPO/sql/roles.sql" | admin
     ;;
 start)

@@ -1,5 +1,7 @@
 /* sql/: partition maintenance over month and year boundaries, the analysts'
- * queries' plans on the replica, the analyst's and the sink's rights.
+ * queries' plans on the replica, the rights of every database user (sink,
+ * analyst, gateway, aggregator): sql/roles.sql on users of the test's own and
+ * the users the stack gives its gateways and aggregators.
  * Against the stack's writer and replica; each test makes its own database. */
 #include <criterion/criterion.h>
 #include <mysqld_error.h>
@@ -285,6 +287,109 @@ static int denied(unsigned int e, int replica)
     return e == ER_TABLEACCESS_DENIED_ERROR || (replica && e == ER_OPTION_PREVENTS_STATEMENT);
 }
 
+static MYSQL *user_connect(const char *host, const char *port, const char *user, const char *password, const char *db)
+{
+    MYSQL *my = mysql_init(NULL);
+    unsigned int t = 10;
+    mysql_options(my, MYSQL_OPT_CONNECT_TIMEOUT, &t);
+    mysql_options(my, MYSQL_OPT_READ_TIMEOUT, &t);
+    if (!mysql_real_connect(my, host, user, password, db, (unsigned int)atoi(port), NULL, 0))
+        cr_assert_fail("connect as %s to %s:%s/%s: %s", user, host, port, db, mysql_error(my));
+    return my;
+}
+
+/* The role active right after connecting (the user's default role). */
+static void expect_role(MYSQL *my, const char *role, const char *who)
+{
+    char got[128];
+    str1(my, "SELECT CURRENT_ROLE()", got, sizeof got);
+    cr_expect_str_eq(got, role, "%s's default role", who);
+}
+
+#define EXPECT_READS(my, who, sql) cr_expect_eq(try_sql(my, sql), 0, "%s: %s: %s", who, sql, mysql_error(my))
+#define EXPECT_NO_RIGHT(my, who, sql) \
+    cr_expect_eq(try_sql(my, sql), ER_TABLEACCESS_DENIED_ERROR, "%s must not be allowed: %s", who, sql)
+
+/* vc_gateway_reader: reads what vc-gateway reads (the fallback counts, the web
+ * page's catalog, the history's 5-minute rollups), nothing else, and writes
+ * nothing. On the writer, so that a refused write can only be a missing right. */
+static void check_gateway_rights(MYSQL *my, const char *who)
+{
+    expect_role(my, "vc_gateway_reader", who);
+    EXPECT_READS(my, who, "SELECT stream_id, viewer_count, peak_viewers FROM current_viewers WHERE stream_id IN (1, 2)");
+    EXPECT_READS(my, who, "SELECT stream_id, category_id, title FROM streams WHERE status = 'live' LIMIT 10");
+    EXPECT_READS(my, who, "SELECT category_id, name FROM categories LIMIT 10");
+    EXPECT_READS(my, who, "SELECT recorded_at, peak_viewers, avg_viewers FROM viewer_history WHERE stream_id = 1 "
+                          "ORDER BY recorded_at DESC LIMIT 12");
+    EXPECT_NO_RIGHT(my, who, "INSERT INTO current_viewers (stream_id, started_at, updated_at) VALUES (1, NOW(), NOW())");
+    EXPECT_NO_RIGHT(my, who, "UPDATE current_viewers SET viewer_count = 0");
+    EXPECT_NO_RIGHT(my, who, "UPDATE streams SET title = 'x'");
+    EXPECT_NO_RIGHT(my, who, "INSERT INTO categories VALUES (99, 'x', 'x')");
+    EXPECT_NO_RIGHT(my, who, "DELETE FROM viewer_history");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM users");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM user_sessions");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM daily_statistics");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM sink_offsets");
+    cr_expect_neq(try_sql(my, "CREATE TABLE gateway_was_here (i INT)"), 0, "%s must not create tables", who);
+    cr_expect_neq(try_sql(my, "DROP TABLE current_viewers"), 0, "%s must not drop tables", who);
+    cr_expect_neq(try_sql(my, "CALL vc_partition_maintenance('2030-01-01')"), 0,
+                  "%s must not run the partition maintenance", who);
+}
+
+/* vc_aggregator_reader: the streams' categories, nothing else, no writes. */
+static void check_aggregator_rights(MYSQL *my, const char *who)
+{
+    expect_role(my, "vc_aggregator_reader", who);
+    EXPECT_READS(my, who, "SELECT stream_id, category_id FROM streams WHERE stream_id IN (1, 2, 3)");
+    EXPECT_NO_RIGHT(my, who, "INSERT INTO current_viewers (stream_id, started_at, updated_at) VALUES (1, NOW(), NOW())");
+    EXPECT_NO_RIGHT(my, who, "UPDATE streams SET category_id = 1");
+    EXPECT_NO_RIGHT(my, who, "INSERT INTO streams (stream_id, broadcaster_id, category_id) VALUES (1, 1, 1)");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM users");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM current_viewers");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM categories");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM viewer_history");
+    EXPECT_NO_RIGHT(my, who, "SELECT COUNT(*) FROM user_sessions");
+    cr_expect_neq(try_sql(my, "CREATE TABLE aggregator_was_here (i INT)"), 0, "%s must not create tables", who);
+    cr_expect_neq(try_sql(my, "CALL vc_partition_maintenance('2030-01-01')"), 0,
+                  "%s must not run the partition maintenance", who);
+}
+
+/* The users the stack gives its gateways and aggregators (deploy/local/stack:
+ * VC_MYSQL_GATEWAY_USER / VC_MYSQL_AGGREGATOR_USER, roles from sql/roles.sql
+ * on every `stack up`), on the stack's own database: their rights on the
+ * writer, and on the replica (where the gateway reads) that they connect with
+ * the same role and still cannot write. */
+Test(sql, the_gateway_and_the_aggregator_only_read, .timeout = 120)
+{
+    const char *db = st_env("VC_MYSQL_DB");
+    const char *gu = st_env("VC_MYSQL_GATEWAY_USER"), *gp = st_env("VC_MYSQL_GATEWAY_PASSWORD");
+    const char *au = st_env("VC_MYSQL_AGGREGATOR_USER"), *ap = st_env("VC_MYSQL_AGGREGATOR_PASSWORD");
+    cr_assert_str_neq(gu, st_env("VC_MYSQL_USER"), "the gateway must not connect as the sink's user");
+    cr_assert_str_neq(au, st_env("VC_MYSQL_USER"), "the aggregator must not connect as the sink's user");
+    cr_assert_str_neq(gu, au, "the gateway and the aggregator need users of their own");
+
+    MYSQL *g = user_connect(st_env("VC_MYSQL_HOST"), st_env("VC_MYSQL_PORT"), gu, gp, db);
+    check_gateway_rights(g, "the gateway's user on the writer");
+    mysql_close(g);
+    MYSQL *a = user_connect(st_env("VC_MYSQL_HOST"), st_env("VC_MYSQL_PORT"), au, ap, db);
+    check_aggregator_rights(a, "the aggregator's user on the writer");
+    mysql_close(a);
+
+    g = user_connect(st_env("VC_MYSQL_READER_HOST"), st_env("VC_MYSQL_READER_PORT"), gu, gp, db);
+    expect_role(g, "vc_gateway_reader", "the gateway's user on the replica");
+    EXPECT_READS(g, "the gateway's user on the replica", "SELECT category_id, name FROM categories LIMIT 10");
+    EXPECT_READS(g, "the gateway's user on the replica", "SELECT stream_id FROM viewer_history LIMIT 1");
+    cr_expect(denied(try_sql(g, "INSERT INTO current_viewers (stream_id, started_at, updated_at) VALUES (1, NOW(), NOW())"), 1),
+              "the gateway's user wrote on the replica");
+    EXPECT_NO_RIGHT(g, "the gateway's user on the replica", "SELECT COUNT(*) FROM users");
+    mysql_close(g);
+    a = user_connect(st_env("VC_MYSQL_READER_HOST"), st_env("VC_MYSQL_READER_PORT"), au, ap, db);
+    expect_role(a, "vc_aggregator_reader", "the aggregator's user on the replica");
+    EXPECT_READS(a, "the aggregator's user on the replica", "SELECT stream_id, category_id FROM streams LIMIT 1");
+    EXPECT_NO_RIGHT(a, "the aggregator's user on the replica", "SELECT COUNT(*) FROM users");
+    mysql_close(a);
+}
+
 Test(sql, the_analyst_cannot_write, .timeout = 120)
 {
     const char *db = st_env("VC_MYSQL_DB");
@@ -308,19 +413,32 @@ Test(sql, the_analyst_cannot_write, .timeout = 120)
 }
 
 /* sql/roles.sql applied to users of its own: the sink's role writes what the
- * sink writes and nothing else; the analyst's role only reads. */
+ * sink writes and nothing else; the analyst's role only reads; the gateway's
+ * and the aggregator's roles read what their service reads. The gateway's and
+ * the aggregator's users start with every right on the database (as a careless
+ * bootstrap would give): the script must take them away. Applied twice: it is
+ * re-runnable. */
 Test(sql, roles_give_the_sink_only_what_it_writes, .timeout = 300)
 {
-    char db[64], su[64], au[64];
+    char db[64], su[64], au[64], gu[64], agu[64];
     st_unique(db, sizeof db, "sk_sql_roles");
     st_unique(su, sizeof su, "sks");
     st_unique(au, sizeof au, "ska");
+    st_unique(gu, sizeof gu, "skg");
+    st_unique(agu, sizeof agu, "skr");
     st_db_create(db);
     cr_assert_eq(st_sh(STACK " mysql admin -e \"CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-s'; "
-                       "CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-a'\"", su, au), 0);
-    cr_assert_eq(st_sh("sed -e 's/@DB@/%s/g' -e 's/@SINK_USER@/%s/g' -e 's/@ANALYST_USER@/%s/g' " VC_REPO_DIR
-                       "/sql/roles.sql | " STACK " mysql admin", db, su, au),
-                 0, "applying sql/roles.sql");
+                       "CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-a'; CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-g'; "
+                       "CREATE USER '%s'@'%%' IDENTIFIED BY 'pw-r'; GRANT ALL ON \\`%s\\`.* TO '%s'@'%%'; "
+                       "GRANT ALL ON \\`%s\\`.* TO '%s'@'%%'\"",
+                       su, au, gu, agu, db, gu, db, agu),
+                 0);
+    for (int run = 0; run < 2; run++)
+        cr_assert_eq(st_sh("sed -e 's/@DB@/%s/g' -e 's/@SINK_USER@/%s/g' -e 's/@ANALYST_USER@/%s/g' "
+                           "-e 's/@GATEWAY_USER@/%s/g' -e 's/@AGGREGATOR_USER@/%s/g' " VC_REPO_DIR
+                           "/sql/roles.sql | " STACK " mysql admin",
+                           db, su, au, gu, agu),
+                     0, "applying sql/roles.sql (run %d)", run + 1);
 
     MYSQL *s = mysql_init(NULL);
     cr_assert_not_null(mysql_real_connect(s, st_env("VC_MYSQL_HOST"), su, "pw-s", db,
@@ -350,5 +468,13 @@ Test(sql, roles_give_the_sink_only_what_it_writes, .timeout = 300)
     cr_expect_eq(try_sql(a, "SELECT COUNT(*) FROM current_viewers"), 0, "%s", mysql_error(a));
     cr_expect_eq(try_sql(a, "INSERT INTO categories VALUES (99, 'x', 'x')"), ER_TABLEACCESS_DENIED_ERROR);
     mysql_close(a);
-    st_sh(STACK " mysql admin -e \"DROP USER '%s'@'%%'; DROP USER '%s'@'%%'\"", su, au);
+
+    MYSQL *g = user_connect(st_env("VC_MYSQL_HOST"), st_env("VC_MYSQL_PORT"), gu, "pw-g", db);
+    check_gateway_rights(g, "the gateway's user");
+    mysql_close(g);
+    MYSQL *r = user_connect(st_env("VC_MYSQL_HOST"), st_env("VC_MYSQL_PORT"), agu, "pw-r", db);
+    check_aggregator_rights(r, "the aggregator's user");
+    mysql_close(r);
+    st_sh(STACK " mysql admin -e \"DROP USER '%s'@'%%'; DROP USER '%s'@'%%'; DROP USER '%s'@'%%'; DROP USER '%s'@'%%'\"",
+          su, au, gu, agu);
 }
