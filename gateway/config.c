@@ -62,6 +62,9 @@ static const vc_conf_opt opts[] = {
     {"catalog-seconds", "VC_GATEWAY_CATALOG_SECONDS", VC_CONF_INT, F(catalog_seconds), "10", 0, 86400,
      "how often the live streams' titles and categories are read from MariaDB for the web page "
      "(GET /api/catalog); 0: no catalog"},
+    {"history-cache-seconds", "VC_GATEWAY_HISTORY_CACHE_SECONDS", VC_CONF_INT, F(history_cache_seconds), "30", 1,
+     3600, "how long a stream's history answer (GET /api/streams/<id>/history, from the MariaDB reader) is "
+     "served from memory"},
     {"peer-ws", "VC_GATEWAY_PEER_WS", VC_CONF_STR, F(peer_ws), "", 0, 0,
      "comma-separated ws:// or wss:// URLs of every gateway's /ws, handed to the web page (GET /api/config) "
      "so that it reconnects to another gateway; empty: the page's own origin only"},

@@ -40,6 +40,7 @@ typedef struct {
     int log_level;                /* lws log bitmask */
     char *web_root;               /* folder of the viewer web page; empty: none */
     int catalog_seconds;          /* how often the page's catalog is read from MariaDB; 0: none */
+    int history_cache_seconds;    /* a stream's history answer is served from memory this long */
     char *peer_ws;                /* comma-separated ws(s):// URLs of every gateway, for the page (/api/config) */
 } gw_config;
 

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "history.h"
 #include "service.h"
 #include "web.h"
 
@@ -255,6 +256,12 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
         snprintf(errstr, errstr_size, "out of memory");
         goto fail;
     }
+    /* The web page's files, read once here and served from memory. */
+    if (cfg->web_root && cfg->web_root[0]) {
+        s->web = gw_web_files_load(cfg->web_root, GW_WEB_TOTAL_MAX, errstr, errstr_size);
+        if (s->web == NULL)
+            goto fail;
+    }
     s->prod = gw_producer_new(cfg->kafka_brokers, cfg->events_topic, cfg->gateway_id, s->epoch_ms,
                               cfg->kafka_queue_max, errstr, errstr_size);
     if (s->prod == NULL)
@@ -319,6 +326,15 @@ gw_service *gw_service_new(const gw_config *cfg, char *errstr, size_t errstr_siz
         if (s->catalog == NULL)
             goto fail;
     }
+    /* Stream history: the reader replica (else the writer), a thread of its own. */
+    if (rc.mysql_host && rc.mysql_host[0]) {
+        gw_history_conf hc = {rc.mysql_host, rc.mysql_port, rc.mysql_user, rc.mysql_password, rc.mysql_db,
+                              cfg->history_cache_seconds * 1000, wake_loop, s};
+
+        s->history = gw_history_new(&hc, errstr, errstr_size);
+        if (s->history == NULL)
+            goto fail;
+    }
 
     timers[0] = &s->t_poll;
     timers[1] = &s->t_tick;
@@ -378,6 +394,8 @@ void gw_service_destroy(gw_service *s)
     s->reader = NULL;
     gw_catalog_destroy(s->catalog);
     s->catalog = NULL;
+    gw_history_destroy(s->history); /* it calls lws_cancel_service() too */
+    s->history = NULL;
     if (s->handles_open) {
         uv_handle_t *hs[] = {(uv_handle_t *)&s->t_poll, (uv_handle_t *)&s->t_tick,     (uv_handle_t *)&s->t_heartbeat,
                              (uv_handle_t *)&s->t_sync, (uv_handle_t *)&s->t_sweep,    (uv_handle_t *)&s->t_drain,
@@ -405,5 +423,6 @@ void gw_service_destroy(gw_service *s)
     }
     gw_limiter_destroy(s->lim);
     gw_proto_free_caches(s);
+    gw_web_files_free(s->web); /* after the context: sessions may point into it until then */
     free(s);
 }

@@ -134,5 +134,17 @@ int gw_metrics_format(char *buf, size_t size, const gw_metrics *m, const gw_prod
     out(&o, "# TYPE vc_gateway_db_reads_total counter\nvc_gateway_db_reads_total %lld\n", (long long)rs->db_reads);
     out(&o, "# TYPE vc_gateway_db_read_errors_total counter\nvc_gateway_db_read_errors_total %lld\n",
         (long long)rs->db_errors);
+    out(&o, "# HELP vc_gateway_history_requests_total Stream history requests (GET /api/streams/<id>/history).\n"
+            "# TYPE vc_gateway_history_requests_total counter\nvc_gateway_history_requests_total %lld\n",
+        (long long)m->history_requests);
+    out(&o, "# TYPE vc_gateway_history_cache_hits_total counter\nvc_gateway_history_cache_hits_total %lld\n",
+        (long long)m->history_cache_hits);
+    out(&o, "# HELP vc_gateway_history_queries_total Reads of viewer_history from MariaDB (failed ones included).\n"
+            "# TYPE vc_gateway_history_queries_total counter\nvc_gateway_history_queries_total %lld\n",
+        (long long)m->history_queries);
+    out(&o, "# TYPE vc_gateway_history_errors_total counter\nvc_gateway_history_errors_total %lld\n",
+        (long long)m->history_query_errors);
+    out(&o, "# TYPE vc_gateway_web_not_modified_total counter\nvc_gateway_web_not_modified_total %lld\n",
+        (long long)m->web_not_modified);
     return o.overflow ? -1 : (int)o.off;
 }

@@ -47,6 +47,10 @@ typedef struct {
     int64_t streams;
     int64_t fanouts;            /* count changes written to every viewer of the stream */
     double fanout_ms_sum, fanout_ms_last;
+    /* GET /api/streams/<id>/history: requests, answered from the cache, database reads and failed ones
+     * (copied from the history thread's stats before formatting) */
+    int64_t history_requests, history_cache_hits, history_queries, history_query_errors;
+    int64_t web_not_modified;   /* static files answered 304 (If-None-Match) */
 } gw_metrics;
 
 /* Write the Prometheus exposition into buf. Returns the length, or -1 if it

@@ -90,9 +90,34 @@ gw_route gw_route_path(const char *path, int64_t *id)
         return GW_ROUTE_CONFIG;
     if (!strcmp(path, "/api/catalog"))
         return GW_ROUTE_CATALOG;
-    if (!strncmp(path, streams, sizeof(streams) - 1))
-        return gw_parse_id(path + sizeof(streams) - 1, id) ? GW_ROUTE_BAD_ID : GW_ROUTE_STREAM;
+    if (!strncmp(path, streams, sizeof(streams) - 1)) {
+        const char *rest = path + sizeof(streams) - 1, *slash = strchr(rest, '/');
+
+        if (slash == NULL)
+            return gw_parse_id(rest, id) ? GW_ROUTE_BAD_ID : GW_ROUTE_STREAM;
+        if (gw_parse_id_n(rest, (size_t)(slash - rest), id))
+            return GW_ROUTE_BAD_ID;
+        return !strcmp(slash, "/history") ? GW_ROUTE_HISTORY : GW_ROUTE_NOT_FOUND;
+    }
     return GW_ROUTE_NOT_FOUND;
+}
+
+int gw_parse_query_int(const char *s, int64_t min, int64_t max, int64_t def, int64_t *out)
+{
+    int64_t v;
+
+    if (s == NULL) {
+        *out = def;
+        return 0;
+    }
+    if (!strcmp(s, "0"))
+        v = 0;
+    else if (gw_parse_id(s, &v))
+        return -1;
+    if (v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
 }
 
 gw_client_msg gw_parse_client_msg(const char *buf, size_t len)

@@ -32,10 +32,18 @@ typedef enum {
     GW_ROUTE_BAD_ID,        /* /api/streams/<not an id> */
     GW_ROUTE_CONFIG,        /* /api/config: what the web page needs (gateways, anonymous) */
     GW_ROUTE_CATALOG,       /* /api/catalog: live streams' titles and categories */
+    GW_ROUTE_HISTORY,       /* /api/streams/<id>/history: the stream's 5-minute rollups */
 } gw_route;
 
-/* Route a request path (no query); sets *id for GW_ROUTE_STREAM. */
+/* Route a request path (no query); sets *id for GW_ROUTE_STREAM and
+ * GW_ROUTE_HISTORY. /api/streams/<not an id>[/history] is GW_ROUTE_BAD_ID;
+ * /api/streams/<id>/<anything else> is GW_ROUTE_NOT_FOUND. */
 gw_route gw_route_path(const char *path, int64_t *id);
+
+/* A query value that must be a decimal integer in min..max: 0 and *out, or
+ * -1 (empty, sign, leading zero, other characters, out of range). NULL
+ * (parameter absent) gives def. */
+int gw_parse_query_int(const char *s, int64_t min, int64_t max, int64_t def, int64_t *out);
 
 /* What a client message is: {"type":"ping"} or anything else. */
 typedef enum {

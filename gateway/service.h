@@ -76,9 +76,11 @@ typedef struct gw_session {
     unsigned char *body;        /* LWS_PRE headroom, then body_len bytes */
     uint32_t body_len;
     uint16_t status;
-    uint8_t waiting;            /* 1: stream read, 2: ranking */
+    const unsigned char *body_static; /* a static file's body in memory (web.h), instead of body */
+    const char *etag;           /* its ETag, sent with it */
+    uint8_t waiting;            /* 1: stream read, 2: ranking, 3: history */
     int64_t api_id;             /* stream id, or category for the ranking */
-    int api_limit;
+    int api_limit;              /* ranking limit, or history hours */
 } gw_session;
 
 /* A ranking answer kept for a tick, so API polling costs one Redis read per
@@ -100,6 +102,8 @@ typedef struct gw_service {
     gw_producer *prod;
     gw_reader *reader;
     struct gw_catalog *catalog;   /* the web page's catalog (web.h), NULL: none */
+    struct gw_history *history;   /* stream history reads (history.h), NULL: no database */
+    struct gw_web_files *web;     /* the web page's files in memory (web.h), NULL: no web root */
     gw_limiter *lim;
     gw_idmap *streams;          /* id -> gw_stream */
     gw_metrics m;
@@ -138,6 +142,7 @@ int gw_proto_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
 
 /* ws_proto.c, called by gateway.c on the loop thread. */
 void gw_proto_take_reader_results(gw_service *s);
+void gw_proto_take_history(gw_service *s);
 void gw_proto_sweep(gw_service *s, int64_t now_mono);
 void gw_proto_shutdown(gw_service *s);
 int gw_proto_send_sync(gw_service *s);

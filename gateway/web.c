@@ -1,7 +1,9 @@
 /* web.c -- static files of the viewer web page (see web.h). */
 #include "web.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <limits.h>
@@ -120,6 +122,215 @@ gw_web_rc gw_web_load(const char *root, const char *path, char **body, size_t *l
     *len = got;
     *ctype = gw_web_ctype(file);
     return GW_WEB_OK;
+}
+
+/* ---- the files in memory ---- */
+
+static int name_ok(const char *name)
+{
+    if (name[0] == '\0' || name[0] == '.')
+        return 0;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
+              *p == '_' || *p == '-'))
+            return 0;
+    return 1;
+}
+
+static void etag_of(const char *body, size_t len, char out[24])
+{
+    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a 64 */
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)body[i];
+        h *= 0x100000001b3ull;
+    }
+    snprintf(out, 24, "\"%016" PRIx64 "\"", h);
+}
+
+/* Add the files of root + rel (rel: "" or "/sub/dir"). 0 or -1 (errstr). */
+static int files_walk(gw_web_files *w, const char *root, const char *rel, int depth, size_t max_total,
+                      char *errstr, size_t errstr_size)
+{
+    char dir[PATH_MAX];
+    DIR *d;
+    struct dirent *e;
+    int rc = 0;
+
+    if (snprintf(dir, sizeof(dir), "%s%s", root, rel) >= (int)sizeof(dir)) {
+        snprintf(errstr, errstr_size, "web root: path too long: %s%s", root, rel);
+        return -1;
+    }
+    if ((d = opendir(dir)) == NULL) {
+        snprintf(errstr, errstr_size, "web root: cannot read the folder %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    while (rc == 0 && (e = readdir(d)) != NULL) {
+        char sub[PATH_MAX], full[PATH_MAX];
+        struct stat st;
+
+        if (!name_ok(e->d_name))
+            continue;   /* hidden names (., ..), odd characters: never served */
+        if (snprintf(sub, sizeof(sub), "%s/%s", rel, e->d_name) >= (int)sizeof(sub) ||
+            snprintf(full, sizeof(full), "%s%s", root, sub) >= (int)sizeof(full)) {
+            snprintf(errstr, errstr_size, "web root: path too long under %s", dir);
+            rc = -1;
+            break;
+        }
+        if (lstat(full, &st) != 0) {
+            snprintf(errstr, errstr_size, "web root: %s: %s", full, strerror(errno));
+            rc = -1;
+        } else if (S_ISDIR(st.st_mode)) {
+            if (depth < GW_WEB_DEPTH_MAX)
+                rc = files_walk(w, root, sub, depth + 1, max_total, errstr, errstr_size);
+        } else if (S_ISREG(st.st_mode)) {
+            gw_web_file *f;
+
+            if (st.st_size > GW_WEB_FILE_MAX) {
+                snprintf(errstr, errstr_size, "web root: %s is %lld bytes, over the bound of %d per file", full,
+                         (long long)st.st_size, GW_WEB_FILE_MAX);
+                rc = -1;
+                break;
+            }
+            if (w->n == GW_WEB_FILES_MAX) {
+                snprintf(errstr, errstr_size, "web root: more than %d files under %s", GW_WEB_FILES_MAX, root);
+                rc = -1;
+                break;
+            }
+            f = &w->files[w->n];
+            memset(f, 0, sizeof(*f));
+            if (gw_web_load(root, sub, &f->body, &f->len, &f->ctype) != GW_WEB_OK || (f->path = strdup(sub)) == NULL) {
+                snprintf(errstr, errstr_size, "web root: cannot read %s", full);
+                free(f->body);
+                rc = -1;
+                break;
+            }
+            {
+                char *mem = malloc(GW_WEB_HEADROOM + f->len + 1);
+
+                if (mem == NULL) {
+                    snprintf(errstr, errstr_size, "out of memory");
+                    free(f->body);
+                    free(f->path);
+                    rc = -1;
+                    break;
+                }
+                memcpy(mem + GW_WEB_HEADROOM, f->body, f->len + 1);
+                free(f->body);
+                f->body = mem + GW_WEB_HEADROOM;
+            }
+            w->n++;
+            w->total += f->len;
+            if (w->total > max_total) {
+                snprintf(errstr, errstr_size,
+                         "web root: the files under %s are over %zu bytes together (the bound of what is served "
+                         "from memory)", root, max_total);
+                rc = -1;
+                break;
+            }
+            etag_of(f->body, f->len, f->etag);
+        } /* symlinks, sockets, devices: skipped */
+    }
+    closedir(d);
+    return rc;
+}
+
+static int cmp_file(const void *a, const void *b)
+{
+    return strcmp(((const gw_web_file *)a)->path, ((const gw_web_file *)b)->path);
+}
+
+gw_web_files *gw_web_files_load(const char *root, size_t max_total, char *errstr, size_t errstr_size)
+{
+    gw_web_files *w = calloc(1, sizeof(*w));
+
+    if (w == NULL || (w->files = calloc(GW_WEB_FILES_MAX, sizeof(*w->files))) == NULL) {
+        snprintf(errstr, errstr_size, "out of memory");
+        free(w);
+        return NULL;
+    }
+    if (root == NULL || !*root) {
+        snprintf(errstr, errstr_size, "web root: none given");
+        gw_web_files_free(w);
+        return NULL;
+    }
+    if (files_walk(w, root, "", 0, max_total, errstr, errstr_size) != 0) {
+        gw_web_files_free(w);
+        return NULL;
+    }
+    qsort(w->files, w->n, sizeof(*w->files), cmp_file);
+    return w;
+}
+
+void gw_web_files_free(gw_web_files *w)
+{
+    if (w == NULL)
+        return;
+    for (size_t i = 0; i < w->n; i++) {
+        free(w->files[i].path);
+        free(w->files[i].body - GW_WEB_HEADROOM);
+    }
+    free(w->files);
+    free(w);
+}
+
+gw_web_rc gw_web_files_find(const gw_web_files *w, const char *path, const gw_web_file **out)
+{
+    char key[PATH_MAX];
+    size_t plen;
+    gw_web_file probe, *f;
+
+    *out = NULL;
+    if (path == NULL || !path_ok(path))
+        return GW_WEB_BAD_PATH;
+    if (w == NULL)
+        return GW_WEB_NOT_FOUND;
+    plen = strlen(path);
+    if (snprintf(key, sizeof(key), "%s%s", path, path[plen - 1] == '/' ? "index.html" : "") >= (int)sizeof(key))
+        return GW_WEB_NOT_FOUND;
+    probe.path = key;
+    f = bsearch(&probe, w->files, w->n, sizeof(*w->files), cmp_file);
+    if (f == NULL)
+        return GW_WEB_NOT_FOUND;
+    *out = f;
+    return GW_WEB_OK;
+}
+
+int gw_web_etag_match(const char *inm, const char *etag)
+{
+    size_t elen;
+    const char *p = inm;
+
+    if (inm == NULL || etag == NULL)
+        return 0;
+    elen = strlen(etag);
+    while (*p) {
+        const char *start, *end;
+
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '\0')
+            break;
+        if (*p == '*')
+            return 1;
+        if (!strncmp(p, "W/", 2))
+            p += 2;
+        start = p;
+        if (*p == '"') {   /* a quoted tag may hold commas */
+            end = strchr(p + 1, '"');
+            end = end ? end + 1 : p + strlen(p);
+        } else {
+            end = p;
+            while (*end && *end != ',')
+                end++;
+        }
+        if ((size_t)(end - start) == elen && !strncmp(start, etag, elen))
+            return 1;
+        p = end;
+        while (*p && *p != ',')
+            p++;
+    }
+    return 0;
 }
 
 static int peer_ok(const char *s, size_t n)

@@ -36,6 +36,46 @@ typedef enum {
 /* The content type index for a file name, by its extension (GW_CT_TEXT when unknown). */
 int gw_web_ctype(const char *name);
 
+/* ---- the page's files, loaded once at start and served from memory ---- */
+
+#define GW_WEB_TOTAL_MAX (4 * 1024 * 1024)  /* every file together; beyond it the gateway refuses to start */
+#define GW_WEB_FILES_MAX 256
+#define GW_WEB_DEPTH_MAX 8
+
+#define GW_WEB_HEADROOM 64  /* bytes before each body, free for lws_write() (LWS_PRE) */
+
+typedef struct {
+    char *path;           /* the request path that names it: "/stream.html", "/img/a.svg" */
+    char *body;           /* GW_WEB_HEADROOM bytes after the start of its allocation */
+    size_t len;
+    int ctype;
+    char etag[24];        /* strong validator of the content: "\"<16 hex digits>\"" (quotes included) */
+} gw_web_file;
+
+typedef struct gw_web_files {
+    gw_web_file *files;   /* sorted by path */
+    size_t n;
+    size_t total;         /* bytes of every body */
+} gw_web_files;
+
+/* Load every servable file under root: names of [A-Za-z0-9._-] not
+ * starting with a dot, folders down to GW_WEB_DEPTH_MAX, no symlinks (files
+ * or folders), regular files only; anything else is skipped. NULL with
+ * errstr when root cannot be read, a file cannot be read or is over
+ * GW_WEB_FILE_MAX, or there are more than max_total bytes or
+ * GW_WEB_FILES_MAX files. */
+gw_web_files *gw_web_files_load(const char *root, size_t max_total, char *errstr, size_t errstr_size);
+void gw_web_files_free(gw_web_files *w);   /* accepts NULL */
+
+/* The file a request path names ("/" and "dir/" mean their index.html):
+ * GW_WEB_OK and *out, GW_WEB_BAD_PATH, or GW_WEB_NOT_FOUND (also when w is NULL). */
+gw_web_rc gw_web_files_find(const gw_web_files *w, const char *path, const gw_web_file **out);
+
+/* 1 when an If-None-Match header value matches etag: "*", or one of its
+ * comma-separated entity tags equals etag (weak comparison: a W/ prefix is
+ * ignored, as RFC 9110 asks for If-None-Match). */
+int gw_web_etag_match(const char *if_none_match, const char *etag);
+
 /* Load the file that request path names under root into *body (malloc'd,
  * the caller frees) of *len bytes, with its content type in *ctype. */
 gw_web_rc gw_web_load(const char *root, const char *path, char **body, size_t *len, int *ctype);

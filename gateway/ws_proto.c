@@ -12,9 +12,15 @@
 #include <sys/socket.h>
 
 #include "fanout.h"
+#include "history.h"
 #include "service.h"
 #include "vc_event.h"
 #include "web.h"
+
+#define GW_STR_(x) #x
+#define GW_STR(x) GW_STR_(x)
+
+_Static_assert(LWS_PRE <= GW_WEB_HEADROOM, "static files keep LWS_PRE bytes before their bodies");
 
 #define CLOSE_UNAUTHORIZED 4401
 
@@ -195,6 +201,8 @@ static void viewer_cork(gw_session *pss, struct lws *wsi, int on)
 
 static void http_respond(gw_session *pss, struct lws *wsi, unsigned status, int ctype, const char *body, size_t len)
 {
+    pss->body_static = NULL;
+    pss->etag = NULL;
     free(pss->body);
     pss->body = malloc(LWS_PRE + len + 1);
     if (pss->body == NULL) {
@@ -281,6 +289,70 @@ void gw_proto_free_caches(gw_service *s)
     }
 }
 
+/* GET /api/streams/<id>/history?hours=N: from the history thread's cache,
+ * or wait for its read (answered in gw_proto_take_history). */
+static void http_history(gw_service *s, struct lws *wsi, gw_session *pss, int64_t id)
+{
+    static const char bad_hours[] = "{\"error\":\"hours must be an integer from " GW_STR(GW_HISTORY_HOURS_MIN) " to " GW_STR(
+        GW_HISTORY_HOURS_MAX) "\"}\n";
+    static const char no_db[] = "{\"error\":\"history unavailable: no database configured\"}\n";
+    static const char busy[] = "{\"error\":\"history unavailable: too many reads waiting\"}\n";
+    char buf[64], *json;
+    const char *v = lws_get_urlarg_by_name(wsi, "hours=", buf, sizeof(buf));
+    int64_t hours;
+    int status;
+
+    if (v == NULL && lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, 0) >= 0 &&
+        !strcmp(buf, "hours"))
+        v = ""; /* "?hours" without a value is not "absent" */
+    if (gw_parse_query_int(v, GW_HISTORY_HOURS_MIN, GW_HISTORY_HOURS_MAX, GW_HISTORY_HOURS_DEFAULT, &hours)) {
+        http_respond(pss, wsi, 400, GW_CT_JSON, bad_hours, sizeof(bad_hours) - 1);
+        return;
+    }
+    if (s->history == NULL) {
+        http_respond(pss, wsi, 503, GW_CT_JSON, no_db, sizeof(no_db) - 1);
+        return;
+    }
+    s->m.history_requests++;
+    if (gw_history_lookup(s->history, id, (int)hours, &status, &json)) {
+        if (json)
+            http_respond(pss, wsi, (unsigned)status, GW_CT_JSON, json, strlen(json));
+        else
+            http_respond(pss, wsi, 503, GW_CT_JSON, busy, sizeof(busy) - 1);
+        free(json);
+        return;
+    }
+    http_wait(s, pss, wsi, 3, id, (int)hours);
+}
+
+/* A static file of the web page, from memory; 304 when the client's
+ * If-None-Match holds its ETag. */
+static void http_static(gw_service *s, struct lws *wsi, gw_session *pss, const char *path)
+{
+    const gw_web_file *f;
+    char inm[256];
+
+    switch (gw_web_files_find(s->web, path, &f)) {
+    case GW_WEB_OK:
+        if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 && gw_web_etag_match(inm, f->etag)) {
+            s->m.web_not_modified++;
+            http_respond(pss, wsi, 304, f->ctype, "", 0);
+        } else {
+            http_respond(pss, wsi, 200, f->ctype, "", 0);
+            pss->body_static = (const unsigned char *)f->body;
+            pss->body_len = (uint32_t)f->len;
+        }
+        pss->etag = f->etag;
+        break;
+    case GW_WEB_BAD_PATH:
+        http_respond(pss, wsi, 400, GW_CT_TEXT, "bad path\n", 9);
+        break;
+    default:
+        http_respond(pss, wsi, 404, GW_CT_TEXT, "not found\n", 10);
+        break;
+    }
+}
+
 static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const char *path)
 {
     char buf[256];
@@ -322,6 +394,14 @@ static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const c
         s->m.connections = s->nviewers;
         gw_producer_get_stats(s->prod, &ps);
         gw_reader_get_stats(s->reader, &rs);
+        {
+            gw_history_stats hs;
+
+            gw_history_get_stats(s->history, &hs);
+            s->m.history_cache_hits = hs.cache_hits;
+            s->m.history_queries = hs.queries;
+            s->m.history_query_errors = hs.query_errors;
+        }
         n = gw_metrics_format(text, cap, &s->m, &ps, &rs, s->cfg->gateway_id);
         http_respond(pss, wsi, n < 0 ? 500 : 200, 1, text, n < 0 ? 0 : (size_t)n);
         free(text);
@@ -367,6 +447,9 @@ static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const c
         gw_reader_want_ranking(s->reader, category, (int)limit);
         break;
     }
+    case GW_ROUTE_HISTORY:
+        http_history(s, wsi, pss, id);
+        break;
     case GW_ROUTE_BAD_ID:
         http_respond(pss, wsi, 400, 0, "{\"error\":\"malformed stream id\"}\n", 32);
         break;
@@ -390,45 +473,40 @@ static int http_request(gw_service *s, struct lws *wsi, gw_session *pss, const c
     case GW_ROUTE_WS:
         http_respond(pss, wsi, 400, 2, "WebSocket upgrade required\n", 27);
         break;
-    case GW_ROUTE_NOT_FOUND: {
-        char *body;
-        size_t len;
-        int ctype = GW_CT_TEXT;
-
-        switch (gw_web_load(s->cfg->web_root, path, &body, &len, &ctype)) {
-        case GW_WEB_OK:
-            http_respond(pss, wsi, 200, ctype, body, len);
-            free(body);
-            break;
-        case GW_WEB_BAD_PATH:
-            http_respond(pss, wsi, 400, GW_CT_TEXT, "bad path\n", 9);
-            break;
-        case GW_WEB_ERROR:
-            http_respond(pss, wsi, 500, GW_CT_TEXT, "cannot read the file\n", 21);
-            break;
-        case GW_WEB_NOT_FOUND:
-            http_respond(pss, wsi, 404, GW_CT_TEXT, "not found\n", 10);
-            break;
-        }
+    case GW_ROUTE_NOT_FOUND:
+        http_static(s, wsi, pss, path);
         break;
-    }
     }
     return 0;
 }
 
 static int http_writeable(struct lws *wsi, gw_session *pss)
 {
-    unsigned char hdr[LWS_PRE + 512], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    static const char no_cache[] = "no-cache";
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
+    unsigned char *body = pss->body_static ? (unsigned char *)pss->body_static : pss->body ? pss->body + LWS_PRE : NULL;
     int rc;
 
     if (pss->status == 0)
         return 0;
-    if (lws_add_http_common_headers(wsi, pss->status, gw_content_types[pss->ctype % GW_CT_COUNT], pss->body_len, &p, end) ||
-        lws_finalize_write_http_header(wsi, start, &p, end))
+    /* A 304 carries no body and no length (RFC 9110 15.4.5): lws then ends the connection after it. */
+    if (lws_add_http_common_headers(wsi, pss->status, gw_content_types[pss->ctype % GW_CT_COUNT],
+                                    pss->status == 304 ? LWS_ILLEGAL_HTTP_CONTENT_LEN : pss->body_len, &p, end))
         return 1;
-    rc = pss->body_len ? lws_write(wsi, pss->body + LWS_PRE, pss->body_len, LWS_WRITE_HTTP_FINAL) : 0;
+    /* Static files: revalidated on every use (cheap: a 304 without the body). */
+    if (pss->etag &&
+        (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_ETAG, (const unsigned char *)pss->etag,
+                                      (int)strlen(pss->etag), &p, end) ||
+         lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (const unsigned char *)no_cache,
+                                      (int)sizeof(no_cache) - 1, &p, end)))
+        return 1;
+    if (lws_finalize_write_http_header(wsi, start, &p, end))
+        return 1;
+    rc = pss->body_len && body ? lws_write(wsi, body, pss->body_len, LWS_WRITE_HTTP_FINAL) : 0;
     free(pss->body);
     pss->body = NULL;
+    pss->body_static = NULL;
+    pss->etag = NULL;
     pss->status = 0;
     if (rc < 0)
         return -1;
@@ -747,6 +825,8 @@ int gw_proto_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (s && s->reader) /* the reader is gone during teardown */
             gw_proto_take_reader_results(s);
+        if (s && s->history)
+            gw_proto_take_history(s);
         break;
 
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -927,6 +1007,30 @@ void gw_proto_take_reader_results(gw_service *s)
     }
     free(res);
     free(rank);
+}
+
+void gw_proto_take_history(gw_service *s)
+{
+    gw_history_answer *a;
+    size_t n;
+
+    gw_history_take(s->history, &a, &n);
+    for (size_t i = 0; i < n; i++) {
+        for (gw_session **pp = &s->http_waiting; *pp;) {
+            gw_session *h = *pp;
+
+            if (h->waiting == 3 && h->api_id == a[i].stream && h->api_limit == a[i].hours) {
+                *pp = h->http_next;
+                h->http_next = NULL;
+                h->waiting = 0;
+                lws_set_timeout(h->wsi, NO_PENDING_TIMEOUT, 0);
+                http_respond(h, h->wsi, (unsigned)a[i].status, GW_CT_JSON, a[i].json, strlen(a[i].json));
+            } else
+                pp = &h->http_next;
+        }
+        free(a[i].json);
+    }
+    free(a);
 }
 
 /* State of one walk over the streams (gw_idmap_each). */

@@ -1,12 +1,14 @@
 // stream.js: one stream's live counter over its own WebSocket, the states the
 // gateway reports (live, stale, syncing, counting) plus connecting and
-// reconnecting, a chart of the last minutes, and reconnection with backoff:
+// reconnecting, a chart (the stream's 5-minute history from
+// /api/streams/<id>/history first, then the live counts appended), and reconnection with backoff:
 // first to the gateway that served the page, then to the others that
 // /api/config lists, so the page keeps counting when its gateway dies.
 "use strict";
 
 (async () => {
-  const WINDOW_MS = 5 * 60 * 1000;
+  const LIVE_WINDOW_MS = 5 * 60 * 1000;   // the chart without history
+  const HISTORY_HOURS = 6;                 // the history asked for when the page opens
   const $ = (id) => document.getElementById(id);
   const countEl = $("count"), statusEl = $("status"), peakEl = $("peak"), explainEl = $("explain");
   const endpointEl = $("endpoint"), reconnectsEl = $("reconnects");
@@ -22,7 +24,7 @@
   document.title = "Stream " + sid + " · vc";
   $("title").textContent = "Stream " + sid;
 
-  const [config, catalog] = await Promise.all([VC.loadConfig(), VC.loadCatalog()]);
+  const [config, catalog, history] = await Promise.all([VC.loadConfig(), VC.loadCatalog(), loadHistory()]);
   const info = catalog.streams.get(Number(sid));
   if (info) {
     if (info.title) {
@@ -56,13 +58,45 @@
     explainEl.textContent = EXPLAIN[status] || "";
   }
 
-  // ---- chart: samples {t, v (null: no number), s (status)}
+  // ---- history: the stream's closed 5-minute buckets (time-weighted
+  // average and peak) from the database's reader, drawn before the live
+  // samples. Optional: without it (no database, an error) the chart starts
+  // empty as before.
+  async function loadHistory() {
+    try {
+      const h = await VC.getJSON("/api/streams/" + sid + "/history?hours=" + HISTORY_HOURS, 5000);
+      const buckets = (h.buckets || [])
+        .filter((b) => typeof b.start === "number" && typeof b.avg === "number")
+        .map((b) => ({ t0: b.start * 1000, t1: (b.start + (b.seconds || 300)) * 1000, avg: b.avg, peak: b.peak }));
+      return { ok: true, buckets };
+    } catch (e) {
+      return { ok: false, buckets: [] };
+    }
+  }
+  const buckets = history.buckets;
+  document.body.dataset.historyPoints = String(buckets.length);
+  document.body.dataset.history = history.ok ? "ok" : "unavailable";
+  const openedAt = Date.now();
+  // The chart spans the history (at most HISTORY_HOURS) up to now, at least
+  // the last 5 minutes.
+  function windowMs(now) {
+    if (!buckets.length) return LIVE_WINDOW_MS;
+    return Math.min(HISTORY_HOURS * 3600000, Math.max(LIVE_WINDOW_MS, now - buckets[0].t0));
+  }
+  function windowLabel(ms) {
+    const min = Math.round(ms / 60000);
+    if (min < 120) return min + " minutes";
+    return (Math.round(min / 6) / 10) + " hours";
+  }
+  $("window-label").textContent = windowLabel(windowMs(openedAt));
+
+  // ---- chart: live samples {t, v (null: no number), s (status)}
   const samples = [];
   let current = { v: null, s: "connecting" };
   function sample() {
     const now = Date.now();
     samples.push({ t: now, v: current.v, s: current.s });
-    while (samples.length && samples[0].t < now - WINDOW_MS - 2000) samples.shift();
+    while (samples.length && samples[0].t < now - windowMs(now) - 2000) samples.shift();
   }
 
   const canvas = $("chart");
@@ -81,14 +115,16 @@
     const colStale = css.getPropertyValue("--stale").trim() || "#b36b00";
     const colGrid = css.getPropertyValue("--grid").trim() || "#ddd";
     const colText = css.getPropertyValue("--muted").trim() || "#555";
+    const colHist = css.getPropertyValue("--history").trim() || "#3d6fd6";
     const padL = 56, padR = 10, padT = 10, padB = 24;
-    const now = Date.now(), t0 = now - WINDOW_MS;
+    const now = Date.now(), span = windowMs(now), t0 = now - span;
     let max = 0;
     for (const p of samples) if (p.v !== null && p.v > max) max = p.v;
+    for (const b of buckets) if (b.t1 > t0) max = Math.max(max, b.avg, typeof b.peak === "number" ? b.peak : 0);
     max = Math.max(1, max);
     const step = Math.pow(10, Math.floor(Math.log10(max)));
     const top = Math.ceil((max * 1.1) / step) * step;
-    const x = (t) => padL + ((t - t0) / WINDOW_MS) * (w - padL - padR);
+    const x = (t) => padL + ((t - t0) / span) * (w - padL - padR);
     const y = (v) => h - padB - (v / top) * (h - padT - padB);
     ctx.font = "12px system-ui, sans-serif";
     ctx.fillStyle = colText;
@@ -102,8 +138,42 @@
     }
     ctx.textBaseline = "top";
     for (let m = 0; m <= 5; m++) {
+      const ago = ((5 - m) * span) / 5;   // ms before now
+      const label = m === 5 ? "now" : ago < 2 * 3600000 ? "-" + Math.round(ago / 60000) + " min"
+        : "-" + (Math.round(ago / 360000) / 10) + " h";
       ctx.textAlign = m === 0 ? "left" : m === 5 ? "right" : "center";
-      ctx.fillText(m === 5 ? "now" : "-" + (5 - m) + " min", x(t0 + m * 60000), h - padB + 6);
+      ctx.fillText(label, x(t0 + m * (span / 5)), h - padB + 6);
+    }
+    // History first: each closed bucket's average as a step (the peak as a
+    // thin line above it), then the live samples drawn over it.
+    if (buckets.length) {
+      ctx.strokeStyle = colHist;
+      ctx.lineJoin = "round";
+      ctx.lineWidth = 1;
+      ctx.globalAlpha = 0.45;
+      ctx.beginPath();
+      let prev = null;
+      for (const b of buckets) {
+        if (b.t1 <= t0 || typeof b.peak !== "number") { prev = null; continue; }
+        const a = x(Math.max(b.t0, t0));
+        if (prev === null || prev.t1 !== b.t0) ctx.moveTo(a, y(b.peak)); else ctx.lineTo(a, y(b.peak));
+        ctx.lineTo(x(b.t1), y(b.peak));
+        prev = b;
+      }
+      ctx.stroke();
+      ctx.globalAlpha = 1;
+      ctx.lineWidth = 2;
+      ctx.beginPath();
+      prev = null;
+      for (const b of buckets) {
+        if (b.t1 <= t0) { prev = null; continue; }
+        const a = x(Math.max(b.t0, t0));
+        // consecutive buckets join; a missing bucket leaves a gap
+        if (prev === null || prev.t1 !== b.t0) ctx.moveTo(a, y(b.avg)); else ctx.lineTo(a, y(b.avg));
+        ctx.lineTo(x(b.t1), y(b.avg));
+        prev = b;
+      }
+      ctx.stroke();
     }
     // A step line, one path per run of samples of one colour; no line where
     // there was no number.

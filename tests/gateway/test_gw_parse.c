@@ -58,6 +58,53 @@ Test(parse, routes)
     cr_assert_eq(gw_route_path("/", &id), GW_ROUTE_NOT_FOUND);
 }
 
+Test(parse, history_routes)
+{
+    int64_t id = 0;
+
+    cr_assert_eq(gw_route_path("/api/streams/42/history", &id), GW_ROUTE_HISTORY);
+    cr_assert_eq(id, 42);
+    cr_assert_eq(gw_route_path("/api/streams/9223372036854775807/history", &id), GW_ROUTE_HISTORY);
+    cr_assert_eq(id, INT64_MAX);
+    cr_assert_eq(gw_route_path("/api/streams/42/history/", &id), GW_ROUTE_NOT_FOUND);
+    cr_assert_eq(gw_route_path("/api/streams/42/historyx", &id), GW_ROUTE_NOT_FOUND);
+    cr_assert_eq(gw_route_path("/api/streams/42/", &id), GW_ROUTE_NOT_FOUND);
+    cr_assert_eq(gw_route_path("/api/streams/42/other", &id), GW_ROUTE_NOT_FOUND);
+    cr_assert_eq(gw_route_path("/api/streams/0/history", &id), GW_ROUTE_BAD_ID);
+    cr_assert_eq(gw_route_path("/api/streams/x1/history", &id), GW_ROUTE_BAD_ID);
+    cr_assert_eq(gw_route_path("/api/streams//history", &id), GW_ROUTE_BAD_ID);
+    cr_assert_eq(gw_route_path("/api/streams/9223372036854775808/history", &id), GW_ROUTE_BAD_ID);
+    cr_assert_eq(gw_route_path("/api/streams/-1/history", &id), GW_ROUTE_BAD_ID);
+    /* the count route is unchanged */
+    cr_assert_eq(gw_route_path("/api/streams/43", &id), GW_ROUTE_STREAM);
+    cr_assert_eq(id, 43);
+}
+
+Test(parse, bounded_query_integers)
+{
+    int64_t v = -7;
+
+    cr_assert_eq(gw_parse_query_int(NULL, 1, 48, 6, &v), 0);
+    cr_assert_eq(v, 6, "absent: the default");
+    cr_assert_eq(gw_parse_query_int("1", 1, 48, 6, &v), 0);
+    cr_assert_eq(v, 1);
+    cr_assert_eq(gw_parse_query_int("48", 1, 48, 6, &v), 0);
+    cr_assert_eq(v, 48);
+    v = -7;
+    cr_assert_eq(gw_parse_query_int("0", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("49", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("-1", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("+3", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("03", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("3h", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("1.5", 1, 48, 6, &v), -1);
+    cr_assert_eq(gw_parse_query_int("99999999999999999999", 1, 48, 6, &v), -1);
+    cr_assert_eq(v, -7, "untouched on error");
+    cr_assert_eq(gw_parse_query_int("0", 0, 10, 5, &v), 0);
+    cr_assert_eq(v, 0, "0 where the range allows it");
+}
+
 Test(parse, client_messages)
 {
     const char *ping = "{\"type\":\"ping\"}";

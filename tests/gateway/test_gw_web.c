@@ -185,3 +185,111 @@ Test(web, catalog_without_database_is_empty_then_stops)
     gw_catalog_destroy(c);
     gw_catalog_destroy(NULL);
 }
+
+/* ---- the files in memory ---- */
+
+Test(web, files_are_loaded_once_and_served_from_memory)
+{
+    char err[256], path[256], link[256];
+    gw_web_files *w;
+    const gw_web_file *f, *g;
+
+    snprintf(link, sizeof(link), "%s/passwd.html", root);
+    cr_assert_eq(symlink("/etc/passwd", link), 0);
+    snprintf(link, sizeof(link), "%s/etc", root);
+    cr_assert_eq(symlink("/etc", link), 0);
+    write_file("bad name.html", "odd characters: never served");
+    w = gw_web_files_load(root, GW_WEB_TOTAL_MAX, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    cr_expect_eq(w->n, 3, "index.html, app.js, css/site.css; no hidden, odd or symlinked names: %zu", w->n);
+    cr_expect_eq(w->total, strlen("<!doctype html><title>board</title>") + strlen("console.log(1);") + strlen("body{}"));
+
+    cr_assert_eq(gw_web_files_find(w, "/", &f), GW_WEB_OK);
+    cr_expect_str_eq(f->path, "/index.html");
+    cr_expect_eq(f->len, strlen("<!doctype html><title>board</title>"));
+    cr_expect_eq(memcmp(f->body, "<!doctype html><title>board</title>", f->len), 0);
+    cr_expect_eq(f->ctype, GW_CT_HTML);
+    cr_expect_eq(strlen(f->etag), 18, "a quoted 64-bit hash: %s", f->etag);
+    cr_expect_eq(f->etag[0], '"');
+    cr_expect_eq(gw_web_files_find(w, "/index.html", &g), GW_WEB_OK);
+    cr_expect_eq(f, g, "/ is /index.html");
+    cr_assert_eq(gw_web_files_find(w, "/css/site.css", &g), GW_WEB_OK);
+    cr_expect_eq(g->ctype, GW_CT_CSS);
+    cr_expect_str_neq(g->etag, f->etag, "different content, different tag");
+
+    /* The files changing on disk after the start does not change what is served. */
+    write_file("app.js", "console.log(2); // changed");
+    cr_assert_eq(gw_web_files_find(w, "/app.js", &g), GW_WEB_OK);
+    cr_expect_eq(g->len, strlen("console.log(1);"));
+    cr_expect_eq(memcmp(g->body, "console.log(1);", g->len), 0);
+    snprintf(path, sizeof(path), "%s", g->etag);
+
+    cr_expect_eq(gw_web_files_find(w, "/nope.html", &g), GW_WEB_NOT_FOUND);
+    cr_expect_null(g);
+    cr_expect_eq(gw_web_files_find(w, "/css", &g), GW_WEB_NOT_FOUND);
+    cr_expect_eq(gw_web_files_find(w, "/css/", &g), GW_WEB_NOT_FOUND);
+    cr_expect_eq(gw_web_files_find(w, "/passwd.html", &g), GW_WEB_NOT_FOUND);
+    cr_expect_eq(gw_web_files_find(w, "/etc/passwd", &g), GW_WEB_NOT_FOUND);
+    cr_expect_eq(gw_web_files_find(w, "/.secret", &g), GW_WEB_BAD_PATH);
+    cr_expect_eq(gw_web_files_find(w, "/../etc/passwd", &g), GW_WEB_BAD_PATH);
+    cr_expect_eq(gw_web_files_find(NULL, "/", &g), GW_WEB_NOT_FOUND);
+    gw_web_files_free(w);
+    gw_web_files_free(NULL);
+
+    /* A changed file gets another tag at the next start. */
+    w = gw_web_files_load(root, GW_WEB_TOTAL_MAX, err, sizeof(err));
+    cr_assert_not_null(w, "%s", err);
+    cr_assert_eq(gw_web_files_find(w, "/app.js", &g), GW_WEB_OK);
+    cr_expect_eq(g->len, strlen("console.log(2); // changed"));
+    cr_expect_str_neq(g->etag, path, "the old tag no longer matches");
+    gw_web_files_free(w);
+}
+
+Test(web, files_over_the_bound_refuse_to_load)
+{
+    char err[256];
+    size_t total = strlen("<!doctype html><title>board</title>") + strlen("console.log(1);") + strlen("body{}");
+    gw_web_files *w;
+
+    w = gw_web_files_load(root, total, err, sizeof(err));
+    cr_assert_not_null(w, "exactly the bound is fine: %s", err);
+    gw_web_files_free(w);
+    w = gw_web_files_load(root, total - 1, err, sizeof(err));
+    cr_assert_null(w);
+    cr_expect(strstr(err, "over") && strstr(err, root), "a clear error: %s", err);
+
+    w = gw_web_files_load("/nonexistent/vc-web", GW_WEB_TOTAL_MAX, err, sizeof(err));
+    cr_assert_null(w);
+    cr_expect(strstr(err, "/nonexistent/vc-web"), "names the folder: %s", err);
+
+    {
+        char path[256];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/big.js", root);
+        f = fopen(path, "w");
+        cr_assert_not_null(f);
+        cr_assert_eq(ftruncate(fileno(f), GW_WEB_FILE_MAX + 1), 0);
+        fclose(f);
+        w = gw_web_files_load(root, GW_WEB_TOTAL_MAX, err, sizeof(err));
+        cr_assert_null(w);
+        cr_expect(strstr(err, "big.js"), "names the file: %s", err);
+    }
+}
+
+Test(web, if_none_match)
+{
+    const char *tag = "\"0123456789abcdef\"";
+
+    cr_expect(gw_web_etag_match("\"0123456789abcdef\"", tag));
+    cr_expect(gw_web_etag_match("W/\"0123456789abcdef\"", tag), "weak comparison");
+    cr_expect(gw_web_etag_match("\"x\", \"0123456789abcdef\"", tag));
+    cr_expect(gw_web_etag_match("\"a,b\",\"0123456789abcdef\"", tag), "a comma inside a quoted tag");
+    cr_expect(gw_web_etag_match("*", tag));
+    cr_expect(!gw_web_etag_match("\"0123456789abcdee\"", tag));
+    cr_expect(!gw_web_etag_match("0123456789abcdef", tag), "unquoted is another tag");
+    cr_expect(!gw_web_etag_match("\"0123456789abcdef", tag));
+    cr_expect(!gw_web_etag_match("", tag));
+    cr_expect(!gw_web_etag_match(NULL, tag));
+    cr_expect(!gw_web_etag_match("\"a,\"0123456789abcdef\"", tag));
+}
