@@ -30,6 +30,11 @@
 
 #define LOG(svc, fmt, ...) fprintf(stderr, "vc-aggregator %s: " fmt "\n", (svc)->cfg->id, ##__VA_ARGS__)
 
+/* the longest wait for a first message while Redis is up: bounds how late
+ * the once-a-second idle round (lag, idle check, commits) and the
+ * checkpoint round run when no events come */
+#define AGG_IDLE_WAIT_MS 20
+
 struct agg_service {
     const agg_config *cfg;
     agg_metrics *m;
@@ -694,8 +699,20 @@ static void checkpoint_tick(agg_service *svc, int64_t t)
 /* One poll-apply round. */
 static void step(agg_service *svc)
 {
-    int64_t timeout = svc->redis_ok ? svc->cfg->batch_wait_ms : svc->backoff_ms;
-    ssize_t n = rd_kafka_consume_batch_queue(svc->q, (int)timeout, svc->msgs, svc->nmsgs);
+    /* Natural batching: wait for the first message only, then take what has
+     * arrived behind it (and what arrives within --batch-wait-ms, 0 by
+     * default). A light load leaves in small batches at once; under a heavy
+     * one the batch grows while the previous one is being written. */
+    int64_t timeout = svc->redis_ok ? AGG_IDLE_WAIT_MS : svc->backoff_ms;
+    ssize_t n = 0;
+    rd_kafka_message_t *first = rd_kafka_consume_queue(svc->q, (int)timeout);
+    if (first != NULL) {
+        ssize_t more = svc->nmsgs > 1 ? rd_kafka_consume_batch_queue(svc->q, (int)svc->cfg->batch_wait_ms,
+                                                                      svc->msgs + 1, svc->nmsgs - 1)
+                                      : 0;
+        svc->msgs[0] = first;
+        n = 1 + (more > 0 ? more : 0);
+    }
     int64_t t0 = now_us(), t = now_ms();
     int idle = t - svc->last_idle_ms >= 1000, rc, any = 0;
 

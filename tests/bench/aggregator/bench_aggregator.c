@@ -146,7 +146,10 @@ static int live(int argc, char **argv)
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
-    rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err));
+    /* the gateway's producer settings (gateway/producer.c): the latency
+     * measured is the one a viewer's join sees */
+    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+    rd_kafka_conf_set(conf, "acks", "all", err, sizeof(err));
     rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     vc_redis_conf rconf = {nodes, 0, 2000};
