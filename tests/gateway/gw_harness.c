@@ -123,7 +123,13 @@ static int write_full(int fd, const void *buf, size_t n)
 
 int gwh_http_get(int port, const char *path, char *body, size_t body_size)
 {
-    char req[512], resp[65536];
+    return gwh_http_get_ex(port, path, NULL, NULL, 0, body, body_size);
+}
+
+int gwh_http_get_ex(int port, const char *path, const char *headers, char *head, size_t head_size, char *body,
+                    size_t body_size)
+{
+    char req[2048], resp[65536];
     int fd = gwh_tcp_connect(port), status = -1;
     size_t off = 0;
     int64_t deadline = gwh_now_ms() + 10000;
@@ -131,9 +137,12 @@ int gwh_http_get(int port, const char *path, char *body, size_t body_size)
 
     if (body_size)
         body[0] = '\0';
+    if (head_size)
+        head[0] = '\0';
     if (fd < 0)
         return -1;
-    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s\r\n", path,
+             headers ? headers : "");
     write_full(fd, req, strlen(req));
     while (off + 1 < sizeof(resp)) {
         struct pollfd pf = {fd, POLLIN, 0};
@@ -161,6 +170,8 @@ int gwh_http_get(int port, const char *path, char *body, size_t body_size)
         return -1;
     if ((p = strstr(resp, "\r\n\r\n")) != NULL && body_size)
         snprintf(body, body_size, "%s", p + 4);
+    if (p != NULL && head_size)
+        snprintf(head, head_size, "%.*s", (int)(p + 2 - resp), resp);
     return status;
 }
 

@@ -33,6 +33,10 @@ int gwh_gateway_stop(gwh_gateway *g, int sig, int timeout_ms);
 
 /* GET path; returns the HTTP status (or -1) and the body in body. */
 int gwh_http_get(int port, const char *path, char *body, size_t body_size);
+/* The same with extra request header lines (each ending in \r\n; may be
+ * NULL), and the response's status line and headers in head (may be NULL). */
+int gwh_http_get_ex(int port, const char *path, const char *headers, char *head, size_t head_size, char *body,
+                    size_t body_size);
 
 /* Open a TCP connection and send the upgrade for target ("/ws?stream=1")
  * with extra header lines (each ending in \r\n; may be NULL). Returns the
