@@ -3,7 +3,8 @@
 //   1. the board (/) lists the streams in the order of the truth, ties as sets;
 //   2. the same for one category (/?category=C);
 //   3. a stream page, loaded from gateway 1, reaches the true count + 1 (the
-//      page itself is an anonymous viewer: one per connection);
+//      page itself is an anonymous viewer: one per connection), and its chart
+//      starts with the stream's history (rollups the script seeded);
 //   4. gateway 1 is killed (kill -9): the page shows "reconnecting", moves to
 //      gateway 0 and shows the true count + 1 again.
 // Screenshots of each step go to --shots. Exit 0 when every check held.
@@ -155,6 +156,26 @@ async function pageState(page) {
       return n;
     });
     ok(canvasDrawn > 0, "the chart is drawn", canvasDrawn + " painted pixels");
+    // The history (GET /api/streams/<id>/history, from the database's
+    // reader) was drawn before the live counts: its buckets are known to the
+    // page and the chart holds pixels of the history colour.
+    const hist = await page.evaluate(() => {
+      const c = document.getElementById("chart");
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      const col = getComputedStyle(document.body).getPropertyValue("--history").trim();
+      const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/i.exec(col);
+      const rgb = m ? [1, 2, 3].map((i) => parseInt(m[i], 16)) : [0, 0, 0];
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4)
+        if (d[i + 3] > 200 && Math.abs(d[i] - rgb[0]) < 16 && Math.abs(d[i + 1] - rgb[1]) < 16 &&
+            Math.abs(d[i + 2] - rgb[2]) < 16) n++;
+      return { state: document.body.dataset.history, points: Number(document.body.dataset.historyPoints || 0),
+               label: document.getElementById("window-label").textContent, pixels: n };
+    });
+    const wantHist = Number(args.history || 0);
+    ok(hist.state === "ok" && hist.points >= wantHist && hist.pixels > 50,
+       `the chart starts with the stream's history (>= ${wantHist} buckets from the reader) in its colour`,
+       JSON.stringify(hist));
     await shot(page, "stream");
 
     // A board loaded from gateway 1 too: it can only fetch from its own
