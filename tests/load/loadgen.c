@@ -3,7 +3,8 @@
  * The controller (this file) decides who watches what: N viewer sessions
  * over S streams with Zipf popularity, exponential watch times (churn), some
  * users with two tabs, refreshes, and a spike (a star goes live: X viewers in
- * Y seconds). Forked workers (lg_worker.c) hold the connections, each from
+ * Y seconds), once or every --spike-every seconds (the star ends after
+ * --spike-length and its viewers leave; lg_spike.c says when). Forked workers (lg_worker.c) hold the connections, each from
  * its own 127.(10+w).x.y source addresses, and report what they are pushed.
  *
  * At checkpoints (and at the end) churn pauses and the controller waits,
@@ -30,6 +31,7 @@
 
 #include "lg_check.h"
 #include "lg_model.h"
+#include "lg_spike.h"
 #include "lg_worker.h"
 #include "vc_redis.h"
 
@@ -42,7 +44,7 @@ typedef struct {
     int64_t viewers, streams;
     double zipf, tabs_fraction, refresh_fraction, churn_s, duration_s, ramp_s;
     int64_t spike_x;
-    double spike_y, spike_at;
+    double spike_y, spike_at, spike_every, spike_length;
     int ngw;
     struct sockaddr_in gw[LG_GW_MAX];
     char gw_host[LG_GW_MAX][32];
@@ -119,7 +121,11 @@ typedef struct {
     int at_started[MAX_AT], at_failed;
     int any_mismatch;
     size_t ramp_next;     /* the first sessions start in index order: the next one */
-    int64_t spike_pending;
+    lg_spike_plan plan;
+    int spike_k;                      /* the spike being scheduled or live; -1: none left */
+    int64_t spike_pending;            /* its sessions not started yet */
+    int64_t spike_sessions, spike_peak; /* its sessions started (churn included), the star's peak */
+    json_t *spikes_json;
     double active_due;    /* earliest churn/tab/refresh time of an active session */
     int quitting; /* workers were told to quit: their exit is expected */
 } lg;
@@ -165,7 +171,10 @@ static void usage(FILE *out)
             "  --refresh-fraction f   share of sessions that refresh once (default 0.1)\n"
             "  --churn-seconds T      mean watch time; 0 = no churn (default 900)\n"
             "  --spike X:Y            a star goes live: X viewers arrive within Y seconds\n"
-            "  --spike-at T           when the spike starts (default duration/3)\n"
+            "  --spike-at T           when the (first) spike starts (default duration/3)\n"
+            "  --spike-every P        a new spike every P seconds for the whole run (default 0: one spike)\n"
+            "  --spike-length L       the star ends L seconds after its spike starts and its viewers leave\n"
+            "                         (default: never for one spike, 2/3 of P with --spike-every)\n"
             "  --duration D           seconds of load, not counting checkpoints (default 60)\n"
             "  --ramp R               seconds over which the first viewers arrive (default viewers/400, >= 1)\n"
             "  --gateways LIST        host:port or ws://host:port/ws, comma-separated (loopback only);\n"
@@ -285,6 +294,7 @@ static int parse_options(options *o, int argc, char **argv)
     o->duration_s = 60;
     o->ramp_s = -1;
     o->spike_at = -1;
+    o->spike_length = -1;
     o->converge_timeout_s = 15;
     o->drain_timeout_s = -1;
     o->ips_per_worker = 64;
@@ -337,6 +347,10 @@ static int parse_options(options *o, int argc, char **argv)
             bad = *end != ':' || o->spike_x < 0 || parse_double(end + 1, &o->spike_y);
         } else if (!strcmp(a, "--spike-at")) {
             bad = parse_double(v, &o->spike_at);
+        } else if (!strcmp(a, "--spike-every")) {
+            bad = parse_double(v, &o->spike_every) || o->spike_every <= 0;
+        } else if (!strcmp(a, "--spike-length")) {
+            bad = parse_double(v, &o->spike_length) || o->spike_length <= 0;
         } else if (!strcmp(a, "--duration")) {
             bad = parse_double(v, &o->duration_s);
         } else if (!strcmp(a, "--ramp")) {
@@ -439,6 +453,12 @@ static int parse_options(options *o, int argc, char **argv)
         o->ramp_s = o->viewers / 400.0 < 1 ? 1 : o->viewers / 400.0;
     if (o->spike_at < 0)
         o->spike_at = o->duration_s / 3;
+    if ((o->spike_every > 0 || o->spike_length > 0) && o->spike_x == 0) {
+        fprintf(stderr, "vc-loadgen: --spike-every and --spike-length need --spike X:Y\n");
+        return -1;
+    }
+    if (o->spike_length < 0)
+        o->spike_length = o->spike_every > 0 ? o->spike_every * 2 / 3 : 0;
     if (o->drain_timeout_s < 0)
         o->drain_timeout_s = o->converge_timeout_s;
     return 0;
@@ -680,6 +700,8 @@ static void truth_add(lg *g, int sidx, int delta)
     g->truth[sidx] += delta;
     if (g->truth[sidx] > g->truth_peak[sidx])
         g->truth_peak[sidx] = g->truth[sidx];
+    if (g->o.spike_x > 0 && sidx == g->nstreams - 1 && g->truth[sidx] > g->spike_peak)
+        g->spike_peak = g->truth[sidx];
     g->truth_changed[sidx] = sim_now(g);
 }
 
@@ -703,6 +725,8 @@ static void session_start(lg *g, size_t i, double now)
     truth_add(g, s->sidx, 1);
     g->sessions[s->sidx]++;
     g->session_starts++;
+    if (s->spike)
+        g->spike_sessions++;
     slot_open(g, TAB1(g, i), s->sidx, s->user);
     if (lg_rng_unit(&g->rng) < o->tabs_fraction) {
         s->tabs |= 2;
@@ -722,6 +746,71 @@ static void session_start(lg *g, size_t i, double now)
         g->active_due = s->tab2_close_at;
     if (s->refresh_at < g->active_due)
         g->active_due = s->refresh_at;
+}
+
+static void session_end(lg *g, size_t i);
+
+/* Arms spike k: its sessions start again, with new users and new arrival
+ * times within Y seconds of its start, most in the first seconds. */
+static void spike_arm(lg *g)
+{
+    double t0 = lg_spike_start(&g->plan, g->spike_k);
+
+    for (size_t i = (size_t)g->o.viewers; i < g->nsess; i++) {
+        double u = lg_rng_unit(&g->rng);
+
+        g->sess[i].pending = 1;
+        g->sess[i].start_at = t0 + g->o.spike_y * u * u;
+    }
+    g->spike_pending = g->o.spike_x;
+    g->spike_sessions = 0;
+    g->spike_peak = 0;
+}
+
+/* Spike k is over (the star ended, or the run did): its viewers leave, and it
+ * goes into the report with what it really was. */
+static void spike_record(lg *g, double now, int star_ended)
+{
+    json_array_append_new(g->spikes_json,
+                          json_pack("{s:i, s:f, s:f, s:b, s:I, s:I}", "spike", g->spike_k, "start",
+                                    lg_spike_start(&g->plan, g->spike_k), "end", now, "star_ended", star_ended,
+                                    "sessions", (json_int_t)g->spike_sessions, "truth_peak", (json_int_t)g->spike_peak));
+}
+
+static void spike_end(lg *g, double now)
+{
+    int64_t left = g->truth[g->nstreams - 1];
+
+    for (size_t i = (size_t)g->o.viewers; i < g->nsess; i++) {
+        g->sess[i].pending = 0;
+        session_end(g, i);
+    }
+    g->spike_pending = 0;
+    fprintf(stderr, "vc-loadgen: [%6.1fs] spike %d: the star ends, %lld viewers leave\n", now, g->spike_k,
+            (long long)left);
+    spike_record(g, now, 1);
+}
+
+/* The spike sessions: start those that are due; when the live star's length
+ * is over, end it and arm the next spike, if one starts within the run. */
+static void spike_schedule(lg *g, double now)
+{
+    if (g->spike_k < 0)
+        return;
+    if (now >= lg_spike_end(&g->plan, g->spike_k)) {
+        spike_end(g, now);
+        if (++g->spike_k >= lg_spike_count(&g->plan)) {
+            g->spike_k = -1;
+            return;
+        }
+        spike_arm(g);
+    }
+    if (g->spike_pending > 0 && now >= lg_spike_start(&g->plan, g->spike_k))
+        for (size_t i = (size_t)g->o.viewers; i < g->nsess; i++)
+            if (g->sess[i].pending && g->sess[i].start_at <= now) {
+                session_start(g, i, now);
+                g->spike_pending--;
+            }
 }
 
 static void session_end(lg *g, size_t i)
@@ -751,12 +840,8 @@ static void schedule(lg *g, double now)
             session_start(g, g->ramp_next, now);
         g->ramp_next++;
     }
-    if (g->spike_pending > 0 && now >= g->o.spike_at)
-        for (size_t i = nramp; i < g->nsess; i++)
-            if (g->sess[i].pending && g->sess[i].start_at <= now) {
-                session_start(g, i, now);
-                g->spike_pending--;
-            }
+    if (g->o.spike_x > 0)
+        spike_schedule(g, now);
     if (now < g->active_due)
         return;
     g->active_due = 1e300;
@@ -1096,6 +1181,8 @@ static void write_report(lg *g, int leftover, const char *leftover_sample, long 
     json_object_set_new(cfg, "spike_viewers", json_integer(o->spike_x));
     json_object_set_new(cfg, "spike_seconds", json_real(o->spike_y));
     json_object_set_new(cfg, "spike_at", json_real(o->spike_at));
+    json_object_set_new(cfg, "spike_every", json_real(o->spike_every));
+    json_object_set_new(cfg, "spike_length", o->spike_length > 0 ? json_real(o->spike_length) : json_null());
     json_object_set_new(cfg, "duration", json_real(o->duration_s));
     json_object_set_new(cfg, "converge_timeout", json_real(o->converge_timeout_s));
     json_object_set_new(cfg, "workers", json_integer(g->nw));
@@ -1146,6 +1233,7 @@ static void write_report(lg *g, int leftover, const char *leftover_sample, long 
     json_object_set_new(r, "leftover_sample", json_string(leftover_sample));
     json_object_set_new(r, "index_members_left", json_integer(index_members));
     json_object_set_new(r, "streams", streams);
+    json_object_set_new(r, "spikes", json_incref(g->spikes_json));
     if (o->report && json_dump_file(r, o->report, JSON_INDENT(2)))
         fprintf(stderr, "vc-loadgen: cannot write %s\n", o->report);
     json_decref(r);
@@ -1167,6 +1255,16 @@ int main(int argc, char **argv)
     o = &g->o;
     if (parse_options(o, argc, argv))
         return 2;
+    g->plan = (lg_spike_plan){.at = o->spike_at, .arrive_s = o->spike_y, .every = o->spike_every,
+                              .length = o->spike_length, .duration = o->duration_s};
+    if (o->spike_x > 0) {
+        char why[128];
+
+        if (lg_spike_plan_check(&g->plan, why, sizeof(why))) {
+            fprintf(stderr, "vc-loadgen: %s\n", why);
+            return 2;
+        }
+    }
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -1229,6 +1327,7 @@ int main(int argc, char **argv)
         free(draw);
     }
     g->spike_pending = o->spike_x;
+    g->spike_k = o->spike_x > 0 && lg_spike_count(&g->plan) > 0 ? 0 : -1;
     g->active_due = 1e300;
     g->next_user = o->user_base;
     g->nw = o->workers ? o->workers : (int)((g->nslots * 6 / 10) / 15000 + 1);
@@ -1238,10 +1337,14 @@ int main(int argc, char **argv)
         g->nw = MAX_WORKERS;
     g->checkpoints_json = json_array();
     g->commands_json = json_array();
+    g->spikes_json = json_array();
     fprintf(stderr, "vc-loadgen: %lld viewers over %lld streams (zipf %.2f), %.0f%% with two tabs, churn %.0fs, "
             "spike %lld in %.0fs at %.0fs, %d gateways, %d workers x %d source addresses, %.0fs\n",
             (long long)o->viewers, (long long)o->streams, o->zipf, o->tabs_fraction * 100, o->churn_s,
             (long long)o->spike_x, o->spike_y, o->spike_at, o->ngw, g->nw, o->ips_per_worker, o->duration_s);
+    if (o->spike_every > 0)
+        fprintf(stderr, "vc-loadgen: a spike every %.0fs (%d within the run), the star ends %.0fs after each start\n",
+                o->spike_every, lg_spike_count(&g->plan), o->spike_length);
     if (start_workers(g))
         return 2;
     g->t_start = mono_s();
@@ -1270,6 +1373,9 @@ int main(int argc, char **argv)
     }
     if (!stop_flag)
         checkpoint(g, "end", o->converge_timeout_s, 0);
+    /* A star still live ends with the run. */
+    if (g->spike_k >= 0 && g->spike_sessions > 0)
+        spike_record(g, sim_now(g), 0);
     /* Every viewer leaves: all counts go back to 0, nothing is left behind. */
     for (size_t i = 0; i < g->nsess; i++) {
         g->sess[i].pending = 0;
@@ -1342,6 +1448,7 @@ int main(int argc, char **argv)
     }
     json_decref(g->checkpoints_json);
     json_decref(g->commands_json);
+    json_decref(g->spikes_json);
     lg_zipf_free(&g->zipf);
     free(g->ids);
     free(g->truth);
