@@ -302,9 +302,11 @@ static void http_history(gw_service *s, struct lws *wsi, gw_session *pss, int64_
     int64_t hours;
     int status;
 
-    if (v == NULL && lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, 0) >= 0 &&
-        !strcmp(buf, "hours"))
-        v = ""; /* "?hours" without a value is not "absent" */
+    /* "hours" without a value is not "absent" */
+    for (int i = 0; v == NULL && i < 32 && lws_hdr_copy_fragment(wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i) >= 0;
+         i++)
+        if (!strcmp(buf, "hours"))
+            v = "";
     if (gw_parse_query_int(v, GW_HISTORY_HOURS_MIN, GW_HISTORY_HOURS_MAX, GW_HISTORY_HOURS_DEFAULT, &hours)) {
         http_respond(pss, wsi, 400, GW_CT_JSON, bad_hours, sizeof(bad_hours) - 1);
         return;

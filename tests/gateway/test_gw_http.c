@@ -204,6 +204,7 @@ Test(history, bad_requests_are_400_with_a_json_error)
         cr_expect(strcasestr(head, "content-type: application/json"), "hours=%s: %s", bad_hours[i], head);
     }
     cr_expect_eq(gwh_http_get(gw.port, "/api/streams/42/history?hours", body, sizeof(body)), 400, "%s", body);
+    cr_expect_eq(gwh_http_get(gw.port, "/api/streams/42/history?x=1&hours", body, sizeof(body)), 400, "%s", body);
     cr_expect_eq(gwh_http_get(gw.port, "/api/streams/0/history", body, sizeof(body)), 400);
     cr_expect_str_eq(body, "{\"error\":\"malformed stream id\"}\n");
     cr_expect_eq(gwh_http_get(gw.port, "/api/streams/x/history", body, sizeof(body)), 400);
