@@ -28,6 +28,26 @@ void agg_metrics_batch(agg_metrics *m, int64_t latency_us)
     atomic_fetch_add(&m->batches, 1);
 }
 
+void agg_metrics_event_ages(agg_metrics *m, const int64_t *created_ms, size_t n, int64_t applied_ms)
+{
+    uint64_t count[AGG_LATENCY_BUCKETS] = {0}, sum = 0;
+    for (size_t k = 0; k < n; k++) {
+        int64_t age = applied_ms - created_ms[k];
+        if (age < 0)
+            age = 0; /* the producer's clock is ahead of ours */
+        int i = 0;
+        while (i < AGG_LATENCY_BUCKETS - 1 && (double)age > latency_le_ms[i])
+            i++;
+        count[i]++;
+        sum += (uint64_t)age;
+    }
+    for (int i = 0; i < AGG_LATENCY_BUCKETS; i++)
+        if (count[i])
+            atomic_fetch_add(&m->age_bucket[i], count[i]);
+    atomic_fetch_add(&m->age_sum_ms, sum);
+    atomic_fetch_add(&m->age_count, n);
+}
+
 static int64_t mono_ms(void)
 {
     struct timespec ts;
@@ -63,11 +83,27 @@ static void put(out *o, const char *fmt, ...)
     put(o, "# HELP " name " " help "\n# TYPE " name " counter\n" name " %llu\n",                  \
         (unsigned long long)(v))
 
+/* head: the HELP and TYPE lines, spelt out at the call (tests/deploy/check
+ * finds the histograms by their TYPE line in the source) */
+static void histogram(out *o, const char *head, const char *name, atomic_uint_fast64_t *bucket, double sum,
+                      uint64_t count)
+{
+    uint64_t cum = 0;
+    put(o, "%s", head);
+    for (int i = 0; i < AGG_LATENCY_BUCKETS; i++) {
+        cum += atomic_load(&bucket[i]);
+        if (i == AGG_LATENCY_BUCKETS - 1)
+            put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+        else
+            put(o, "%s_bucket{le=\"%g\"} %llu\n", name, latency_le_ms[i] / 1000.0, (unsigned long long)cum);
+    }
+    put(o, "%s_sum %.6f\n%s_count %llu\n", name, sum, name, (unsigned long long)count);
+}
+
 size_t agg_metrics_render(agg_metrics *m, char *buf, size_t size)
 {
     static const char *tiers[3] = {"quiet", "syncing", "rebuild"};
     out o = {buf, size, 0};
-    uint64_t cum = 0;
 
     COUNTER(&o, "vc_aggregator_events_total", "Events applied (offsets advanced).", atomic_load(&m->events));
     COUNTER(&o, "vc_aggregator_batches_total", "Batches applied.", atomic_load(&m->batches));
@@ -114,18 +150,17 @@ size_t agg_metrics_render(agg_metrics *m, char *buf, size_t size)
     for (int p = 0; p < AGG_MAX_PARTITIONS; p++)
         if (atomic_load(&m->assigned[p]))
             put(&o, "vc_aggregator_lag{partition=\"%d\"} %lld\n", p, (long long)atomic_load(&m->lag[p]));
-    put(&o, "# HELP vc_aggregator_batch_seconds Time from poll to the batch applied in Redis.\n"
-            "# TYPE vc_aggregator_batch_seconds histogram\n");
-    for (int i = 0; i < AGG_LATENCY_BUCKETS; i++) {
-        cum += atomic_load(&m->latency_bucket[i]);
-        if (i == AGG_LATENCY_BUCKETS - 1)
-            put(&o, "vc_aggregator_batch_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-        else
-            put(&o, "vc_aggregator_batch_seconds_bucket{le=\"%g\"} %llu\n", latency_le_ms[i] / 1000.0,
-                (unsigned long long)cum);
-    }
-    put(&o, "vc_aggregator_batch_seconds_sum %.6f\nvc_aggregator_batch_seconds_count %llu\n",
-        (double)atomic_load(&m->latency_sum_us) / 1e6, (unsigned long long)atomic_load(&m->latency_count));
+    histogram(&o,
+              "# HELP vc_aggregator_batch_seconds Time from poll to the batch applied in Redis.\n"
+              "# TYPE vc_aggregator_batch_seconds histogram\n",
+              "vc_aggregator_batch_seconds", m->latency_bucket, (double)atomic_load(&m->latency_sum_us) / 1e6,
+              atomic_load(&m->latency_count));
+    histogram(&o,
+              "# HELP vc_aggregator_event_age_seconds Time from an event's creation (its Kafka timestamp) to its "
+              "effect in Redis; live events only.\n"
+              "# TYPE vc_aggregator_event_age_seconds histogram\n",
+              "vc_aggregator_event_age_seconds", m->age_bucket, (double)atomic_load(&m->age_sum_ms) / 1e3,
+              atomic_load(&m->age_count));
     return o.len;
 }
 

@@ -36,11 +36,16 @@ typedef struct {
     atomic_int_fast64_t lag[AGG_MAX_PARTITIONS];
     atomic_uint_fast64_t latency_bucket[AGG_LATENCY_BUCKETS]; /* cumulative at render */
     atomic_uint_fast64_t latency_sum_us, latency_count;
+    atomic_uint_fast64_t age_bucket[AGG_LATENCY_BUCKETS]; /* event age when applied, cumulative at render */
+    atomic_uint_fast64_t age_sum_ms, age_count;
 } agg_metrics;
 
 void agg_metrics_init(agg_metrics *m);
 /* Record one batch's latency (poll to applied). */
 void agg_metrics_batch(agg_metrics *m, int64_t latency_us);
+/* Record the age of n events whose effect Redis now holds: applied_ms minus
+ * each event's creation time (the Kafka message timestamp, wall clock ms). */
+void agg_metrics_event_ages(agg_metrics *m, const int64_t *created_ms, size_t n, int64_t applied_ms);
 /* Mark a Redis call in flight (start) or done (!start): /healthz reports a
  * call stuck for more than AGG_HEALTH_STUCK_MS as Redis unavailable. */
 #define AGG_HEALTH_STUCK_MS 5000

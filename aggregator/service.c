@@ -67,12 +67,21 @@ struct agg_service {
     int rebuild_mode;
     int fatal;                   /* the memory state cannot be trusted: exit non-zero */
     uint64_t rebuilt_events;
+    int64_t *ages;               /* creation times (ms) of live events not yet written */
+    size_t nages, ages_cap;
 };
 
 static int64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
@@ -460,6 +469,32 @@ static void dead_letter(agg_service *svc, const rd_kafka_message_t *msg, const c
     atomic_fetch_add(&svc->m->dead_letters, 1);
 }
 
+/* Remember when a live event was created (its Kafka timestamp) for the
+ * event-age histogram, observed once Redis holds its effect. Events replayed
+ * into memory only (Redis had them) and rebuilds are not measured. */
+static void note_age(agg_service *svc, const rd_kafka_message_t *msg)
+{
+    int64_t ts = rd_kafka_message_timestamp(msg, NULL);
+    if (ts < 0)
+        return;
+    if (svc->nages == svc->ages_cap) {
+        size_t cap = svc->ages_cap ? svc->ages_cap * 2 : 4096;
+        int64_t *a = realloc(svc->ages, cap * sizeof(*a));
+        if (a == NULL)
+            return; /* a metric only */
+        svc->ages = a;
+        svc->ages_cap = cap;
+    }
+    svc->ages[svc->nages++] = ts;
+}
+
+static void observe_ages(agg_service *svc)
+{
+    if (svc->nages > 0)
+        agg_metrics_event_ages(svc->m, svc->ages, svc->nages, wall_ms());
+    svc->nages = 0;
+}
+
 static void handle_message(agg_service *svc, const rd_kafka_message_t *msg)
 {
     int32_t p = msg->partition;
@@ -505,6 +540,8 @@ static void handle_message(agg_service *svc, const rd_kafka_message_t *msg)
         agg_part_skip(part, msg->offset);
         return;
     }
+    if (!svc->rebuild_mode && msg->offset > agg_part_applied(part))
+        note_age(svc, msg);
     rc = agg_part_add(part, &ev, msg->offset,
                       svc->cats && ev.type == VC_EV_JOIN ? agg_categories_get(svc->cats, ev.stream_id, now_ms())
                                                          : 0);
@@ -733,6 +770,7 @@ static void step(agg_service *svc)
     for (int32_t p = 0; p < AGG_MAX_PARTITIONS; p++)
         any |= svc->parts[p] != NULL && agg_part_needs_write(svc->parts[p]);
     if (!any && !idle && svc->redis_ok) {
+        observe_ages(svc);
         checkpoint_tick(svc, t);
         return;
     }
@@ -760,6 +798,7 @@ static void step(agg_service *svc)
     set_paused(svc, 0);
     if (any)
         agg_metrics_batch(svc->m, now_us() - t0);
+    observe_ages(svc);
     after_apply(svc, idle);
     checkpoint_tick(svc, t);
 }
@@ -1088,5 +1127,6 @@ void agg_service_destroy(agg_service *svc)
     vc_redis_batch_destroy(svc->batch);
     vc_redis_destroy(svc->redis);
     free(svc->msgs);
+    free(svc->ages);
     free(svc);
 }

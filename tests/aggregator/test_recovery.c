@@ -88,6 +88,7 @@ Test(recovery, a_checkpoint_older_than_redis_is_caught_up_in_memory_only, .timeo
     cr_expect_eq(replayed, after_b - after_a, "phase B replayed into memory: %lld, want %lld", replayed,
                  (long long)(after_b - after_a));
     cr_expect_eq(h_metric(port, "vc_aggregator_events_total"), 0, "nothing written while catching up");
+    cr_expect_eq(h_metric(port, "vc_aggregator_event_age_seconds_count"), 0, "replayed events have no age");
     char *mid = h_dump_keys(&h, &nafter);
     cr_expect_eq(nafter, nbefore);
     cr_expect(strcmp(before, mid) == 0, "Redis changed while the state was caught up in memory");
@@ -100,6 +101,9 @@ Test(recovery, a_checkpoint_older_than_redis_is_caught_up_in_memory_only, .timeo
     cr_assert(h_wait_applied(&h, 90));
     h_workload_expect(&h, w);
     cr_expect_eq(h_metric(port, "vc_aggregator_events_total"), produced(&h) - after_b);
+    /* every live event's age observed once, none later than +Inf */
+    cr_expect_eq(h_metric(port, "vc_aggregator_event_age_seconds_count"), produced(&h) - after_b);
+    cr_expect_eq(h_metric(port, "vc_aggregator_event_age_seconds_bucket{le=\"+Inf\"}"), produced(&h) - after_b);
     cr_expect_eq(h_agg_stop(agg, SIGTERM), 0);
     free(w);
     h_teardown(&h);

@@ -123,6 +123,152 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* The gateway's producer settings (gateway/producer.c): the latency measured
+ * is the one a viewer's join sees. */
+static rd_kafka_t *gateway_like_producer(const char *brokers)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+    rd_kafka_conf_set(conf, "acks", "all", err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (rk == NULL)
+        fprintf(stderr, "producer: %s\n", err);
+    return rk;
+}
+
+/* The floor of the live figure, measured in the same run: the same producer
+ * at the same rate into a fresh topic of the same broker, read by a bare
+ * consumer with the aggregator's fetch settings (aggregator/service.c) that
+ * does nothing else; per message, produce call to receipt. Whatever the
+ * aggregator adds (decode, apply, the Redis write, the bench's 1 ms poll of
+ * Redis) is the difference to the live row. Fills p50/p99 in ms; 0 on success. */
+static int kafka_floor(const char *brokers, const char *stack, long rate, long seconds, int parts, double *p50,
+                       double *p99)
+{
+    char topic[128], cmd[1024], err[512];
+    size_t total = (size_t)(rate * seconds);
+    snprintf(topic, sizeof(topic), "bench.floor.%d", (int)getpid());
+    snprintf(cmd, sizeof(cmd), "VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s %d >/dev/null", stack,
+             AGG_BENCH_REPO, topic, parts);
+    if (system(cmd) != 0)
+        return -1;
+    int fd[2];
+    if (pipe(fd) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", brokers, err, sizeof(err));
+        rd_kafka_conf_set(c, "group.id", topic, err, sizeof(err));
+        rd_kafka_conf_set(c, "auto.offset.reset", "earliest", err, sizeof(err));
+        rd_kafka_conf_set(c, "fetch.wait.max.ms", "10", err, sizeof(err));
+        rd_kafka_conf_set(c, "queued.min.messages", "1000000", err, sizeof(err));
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, err, sizeof(err));
+        if (rk == NULL)
+            _exit(1);
+        rd_kafka_poll_set_consumer(rk);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic, RD_KAFKA_PARTITION_UA);
+        rd_kafka_subscribe(rk, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(rk);
+        double *lat = calloc(total, sizeof(double)), end = now_s() + (double)seconds + 60;
+        rd_kafka_message_t *ms[5000];
+        size_t n = 0;
+        while (n < total && now_s() < end) {
+            rd_kafka_message_t *first = rd_kafka_consume_queue(q, 20);
+            if (first == NULL)
+                continue;
+            ms[0] = first;
+            ssize_t k = 1 + rd_kafka_consume_batch_queue(q, 0, ms + 1, 4999);
+            double t = now_s();
+            for (ssize_t i = 0; i < k; i++) {
+                double sent;
+                if (!ms[i]->err && ms[i]->len == sizeof(sent)) {
+                    memcpy(&sent, ms[i]->payload, sizeof(sent));
+                    if (sent > 0 && n < total)
+                        lat[n++] = t - sent;
+                }
+                rd_kafka_message_destroy(ms[i]);
+            }
+        }
+        qsort(lat, n, sizeof(*lat), cmp_double);
+        double r[2] = {n ? lat[n / 2] * 1e3 : -1, n == total ? lat[(size_t)((double)n * 0.99)] * 1e3 : -1};
+        if (write(fd[1], r, sizeof(r)) != (ssize_t)sizeof(r))
+            _exit(1);
+        rd_kafka_queue_destroy(q);
+        rd_kafka_consumer_close(rk);
+        rd_kafka_destroy(rk);
+        _exit(0);
+    }
+    close(fd[1]);
+    rd_kafka_t *rk = gateway_like_producer(brokers);
+    if (rk == NULL)
+        return -1;
+    /* a warm-up message per partition, then wait for the group */
+    double zero = 0;
+    for (int p = 0; p < parts; p++)
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(p), RD_KAFKA_V_VALUE(&zero, sizeof(zero)),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    rd_kafka_flush(rk, 10000);
+    struct timespec settle = {5, 0};
+    nanosleep(&settle, NULL);
+    double t0 = now_s();
+    size_t sent = 0;
+    for (long k = 0; sent < total; k++) {
+        double t = t0 + (double)k * 0.001, n = now_s();
+        if (n < t) {
+            struct timespec ts = {0, (long)((t - n) * 1e9)};
+            nanosleep(&ts, NULL);
+        }
+        size_t want = (size_t)((now_s() - t0) * (double)rate);
+        for (; sent < want && sent < total; sent++) {
+            double at = now_s();
+            while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(sent % (size_t)parts)),
+                                     RD_KAFKA_V_VALUE(&at, sizeof(at)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                     RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(rk, 1);
+        }
+        rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 10000);
+    rd_kafka_destroy(rk);
+    double r[2] = {-1, -1};
+    int status;
+    ssize_t got = read(fd[0], r, sizeof(r));
+    close(fd[0]);
+    waitpid(pid, &status, 0);
+    *p50 = r[0];
+    *p99 = r[1];
+    return got == (ssize_t)sizeof(r) && r[1] >= 0 ? 0 : -1;
+}
+
+/* The share of the aggregator's live events applied within le seconds of
+ * their creation, from its vc_aggregator_event_age_seconds histogram; -1 if
+ * unreadable. */
+static double age_share(const char *port, const char *le)
+{
+    char cmd[256], line[512], want[64];
+    double in = -1, count = -1;
+    snprintf(cmd, sizeof(cmd), "curl -s --max-time 5 http://127.0.0.1:%s/metrics", port);
+    snprintf(want, sizeof(want), "vc_aggregator_event_age_seconds_bucket{le=\"%s\"} ", le);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, want, strlen(want)) == 0)
+            in = strtod(line + strlen(want), NULL);
+        else if (strncmp(line, "vc_aggregator_event_age_seconds_count ", 38) == 0)
+            count = strtod(line + 38, NULL);
+    }
+    pclose(f);
+    return in >= 0 && count > 0 ? in / count : -1;
+}
+
 static int live(int argc, char **argv)
 {
     long rate = argc > 2 ? strtol(argv[2], NULL, 10) : 25000, seconds = argc > 3 ? strtol(argv[3], NULL, 10) : 10;
@@ -144,14 +290,10 @@ static int live(int argc, char **argv)
     for (size_t i = 0; i < total; i++)
         lc.off[i] = -1;
 
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
-    /* the gateway's producer settings (gateway/producer.c): the latency
-     * measured is the one a viewer's join sees */
-    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
-    rd_kafka_conf_set(conf, "acks", "all", err, sizeof(err));
-    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    double floor50 = -1, floor99 = -1;
+    if (kafka_floor(brokers, stack, rate, seconds, parts, &floor50, &floor99) != 0)
+        fprintf(stderr, "the Kafka-only floor was not measured\n");
+    rd_kafka_t *rk = gateway_like_producer(brokers);
     vc_redis_conf rconf = {nodes, 0, 2000};
     vc_redis *r = vc_redis_new(&rconf, err, sizeof(err));
     if (rk == NULL || r == NULL) {
@@ -160,6 +302,12 @@ static int live(int argc, char **argv)
     }
     vc_redis_batch *b = vc_redis_batch_new(r, 0);
 
+    /* the aggregator's own view (its event-age histogram) is read from its
+     * metrics port: AGG_BENCH_HTTP_PORT, else the stack's port base + 39 */
+    char http_port[24];
+    snprintf(http_port, sizeof(http_port), "%s", getenv("AGG_BENCH_HTTP_PORT") ? getenv("AGG_BENCH_HTTP_PORT") : "");
+    if (!*http_port)
+        snprintf(http_port, sizeof(http_port), "%ld", strtol(env("VC_PORT_BASE"), NULL, 10) + 39);
     pid_t pid = fork();
     if (pid == 0) {
         setenv("VC_EVENTS_TOPIC", topic, 1);
@@ -167,10 +315,7 @@ static int live(int argc, char **argv)
         setenv("VC_CHECKPOINT_TOPIC", "bench.agg.none", 1);
         setenv("VC_CHECKPOINT_INTERVAL_S", "0", 1); /* the replay must not find checkpoints of a live run */
         setenv("VC_CATEGORY_REFRESH_MS", "0", 1);
-        if (getenv("AGG_BENCH_HTTP_PORT") == NULL)
-            setenv("VC_AGGREGATOR_HTTP_PORT", "0", 1);
-        else
-            setenv("VC_AGGREGATOR_HTTP_PORT", getenv("AGG_BENCH_HTTP_PORT"), 1);
+        setenv("VC_AGGREGATOR_HTTP_PORT", http_port, 1);
         execl(AGG_BENCH_BIN, "vc-aggregator", (char *)NULL);
         _exit(127);
     }
@@ -319,13 +464,18 @@ static int live(int argc, char **argv)
         }
     }
     double dur = now_s() - t0;
+    double within50 = age_share(http_port, "0.05");
     kill(pid, SIGTERM);
     int status;
     waitpid(pid, &status, 0);
     qsort(lat, nlat, sizeof(*lat), cmp_double);
-    printf("| rate (events/s) | events | p50 (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|---|\n");
-    printf("| %ld | %zu | %.1f | %.1f | %.1f |\n", rate, nlat, nlat ? lat[nlat / 2] * 1e3 : 0,
-           nlat ? lat[(size_t)((double)nlat * 0.99)] * 1e3 : 0, nlat ? lat[nlat - 1] * 1e3 : 0);
+    double la[3];
+    getloadavg(la, 3);
+    printf("| rate (events/s) | events | p50 (ms) | p99 (ms) | max (ms) | Kafka-only p50 (ms) | Kafka-only p99 (ms) | "
+           "aggregator's events within 50 ms | load average |\n|---|---|---|---|---|---|---|---|---|\n");
+    printf("| %ld | %zu | %.1f | %.1f | %.1f | %.1f | %.1f | %.2f%% | %.1f |\n", rate, nlat,
+           nlat ? lat[nlat / 2] * 1e3 : 0, nlat ? lat[(size_t)((double)nlat * 0.99)] * 1e3 : 0,
+           nlat ? lat[nlat - 1] * 1e3 : 0, floor50, floor99, within50 * 100, la[0]);
     (void)dur;
     masters_memory(nodes, 1);
     rd_kafka_destroy(rk);
