@@ -339,6 +339,7 @@ static void http_static(gw_service *s, struct lws *wsi, gw_session *pss, const c
         if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 && gw_web_etag_match(inm, f->etag)) {
             s->m.web_not_modified++;
             http_respond(pss, wsi, 304, f->ctype, "", 0);
+            pss->body_len = (uint32_t)f->len; /* the length a 200 would have: RFC 9110 8.6 */
         } else {
             http_respond(pss, wsi, 200, f->ctype, "", 0);
             pss->body_static = (const unsigned char *)f->body;
@@ -491,9 +492,11 @@ static int http_writeable(struct lws *wsi, gw_session *pss)
 
     if (pss->status == 0)
         return 0;
-    /* A 304 carries no body and no length (RFC 9110 15.4.5): lws then ends the connection after it. */
+    /* A 304 carries no body; its Content-Length is the length a 200 would
+     * have (RFC 9110 8.6). With a length lws keeps the connection open (without
+     * one it closes it to end the response). */
     if (lws_add_http_common_headers(wsi, pss->status, gw_content_types[pss->ctype % GW_CT_COUNT],
-                                    pss->status == 304 ? LWS_ILLEGAL_HTTP_CONTENT_LEN : pss->body_len, &p, end))
+                                    pss->body_len, &p, end))
         return 1;
     /* Static files: revalidated on every use (cheap: a 304 without the body). */
     if (pss->etag &&
@@ -504,7 +507,7 @@ static int http_writeable(struct lws *wsi, gw_session *pss)
         return 1;
     if (lws_finalize_write_http_header(wsi, start, &p, end))
         return 1;
-    rc = pss->body_len && body ? lws_write(wsi, body, pss->body_len, LWS_WRITE_HTTP_FINAL) : 0;
+    rc = pss->body_len && body && pss->status != 304 ? lws_write(wsi, body, pss->body_len, LWS_WRITE_HTTP_FINAL) : 0;
     free(pss->body);
     pss->body = NULL;
     pss->body_static = NULL;

@@ -162,6 +162,8 @@ int gwh_http_get_ex(int port, const char *path, const char *headers, char *head,
 
             if (cl && cl < p && off - (size_t)(p + 4 - resp) >= (size_t)strtol(cl + 15, NULL, 10))
                 break;
+            if (!strncmp(resp + 8, " 304 ", 5)) /* never a body, whatever Content-Length says */
+                break;
         }
     }
     close(fd);

@@ -409,10 +409,45 @@ Test(web, static_files_with_etag_and_304)
     cr_expect_str_eq(body, "", "no body with a 304");
     header_value(head, "\netag:", cc, sizeof(cc));
     cr_expect_str_eq(cc, etag);
+    header_value(head, "\ncontent-length:", cc, sizeof(cc));
+    cr_expect_eq(atol(cc), (long)strlen(js), "the length a 200 would have (RFC 9110 8.6): %s", cc);
     snprintf(inm, sizeof(inm), "If-None-Match: \"x\", W/%s\r\n", etag);
     cr_expect_eq(gwh_http_get_ex(g.port, "/stream.js", inm, head, sizeof(head), body, sizeof(body)), 304,
                  "one of a list, weak");
     cr_expect_eq(gwh_metric(g.port, "vc_gateway_web_not_modified_total"), 2);
+
+    /* The connection stays open after a 304: the next request on it is answered. */
+    {
+        int fd = gwh_tcp_connect(g.port);
+        char req[512], resp[16384] = "";
+        size_t off = 0;
+        ssize_t n;
+
+        cr_assert_geq(fd, 0);
+        snprintf(req, sizeof(req), "GET /stream.js HTTP/1.1\r\nHost: 127.0.0.1\r\nIf-None-Match: %s\r\n\r\n", etag);
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req));
+        while (!strstr(resp, "\r\n\r\n") && (n = gwh_read_some(fd, resp + off, sizeof(resp) - 1 - off, 10000)) > 0) {
+            off += (size_t)n;
+            resp[off] = '\0';
+        }
+        cr_assert(!strncmp(resp, "HTTP/1.1 304", 12), "%s", resp);
+        cr_expect_str_eq(strstr(resp, "\r\n\r\n"), "\r\n\r\n", "nothing after the 304's headers");
+        snprintf(req, sizeof(req), "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+        cr_assert_eq(write(fd, req, strlen(req)), (ssize_t)strlen(req), "the connection is still open");
+        off = 0;
+        resp[0] = '\0';
+        while ((n = gwh_read_some(fd, resp + off, sizeof(resp) - 1 - off, 10000)) > 0) {
+            char *b;
+
+            off += (size_t)n;
+            resp[off] = '\0';
+            if ((b = strstr(resp, "\r\n\r\n")) != NULL && strlen(b + 4) >= strlen(html))
+                break;
+        }
+        cr_assert(!strncmp(resp, "HTTP/1.1 200", 12), "second request on the connection: %s", resp);
+        cr_expect_str_eq(strstr(resp, "\r\n\r\n") + 4, html);
+        close(fd);
+    }
 
     /* Another tag, or another file with this tag: the body. */
     cr_expect_eq(gwh_http_get_ex(g.port, "/stream.js", "If-None-Match: \"0000000000000000\"\r\n", head, sizeof(head),
