@@ -40,6 +40,8 @@ check "gateway-1 has VC_GATEWAY_ID=gw-1, port B+21" bash -c \
 check "aggregator-0 has VC_AGGREGATOR_HTTP_PORT=B+30" environ_has aggregator-0 "VC_AGGREGATOR_HTTP_PORT=$((BASE + 30))"
 check "the sink has VC_SINK_HTTP_PORT=B+40" environ_has sink "VC_SINK_HTTP_PORT=$((BASE + 40))"
 check "the sink has the env's VC_KAFKA_BROKERS" environ_has sink "VC_KAFKA_BROKERS=$brokers"
+check "gateway-0 connects to MariaDB as vc_gateway" environ_has gateway-0 VC_MYSQL_USER=vc_gateway
+check "aggregator-0 connects to MariaDB as vc_aggregator" environ_has aggregator-0 VC_MYSQL_USER=vc_aggregator
 check "the sink has VC_MYSQL_USER=vc_sink" environ_has sink VC_MYSQL_USER=vc_sink
 for p in $((BASE + 20)) $((BASE + 21)) $((BASE + 30)) $((BASE + 40)); do
     check "port $p listens" bash -c "ss -Hltn 'sport = :$p' | grep -q ."
