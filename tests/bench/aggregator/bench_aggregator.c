@@ -17,7 +17,15 @@
  * runs one vc-aggregator on a fresh topic, produces joins and leaves at the
  * given rate (default 25000/s, 10 s) and measures, per event, the time from
  * its produce call to the moment its partition's applied offset in Redis
- * (meta hash, polled every millisecond) covers it: p50, p99, max. */
+ * (meta hash, polled every millisecond) covers it: p50, p99, max; beside it
+ * the Kafka-only floor of the same run (below) and the aggregator's own
+ * event-age histogram (share of events within 50 ms).
+ *
+ *   bench_aggregator floor [events_per_s] [seconds] [producers] [linger_ms]
+ *
+ * the Kafka-only path alone: `producers` processes (like as many gateways)
+ * share the rate into a fresh 12-partition topic, a bare consumer with the
+ * aggregator's fetch settings measures produce call to receipt. */
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
@@ -125,12 +133,12 @@ static int cmp_double(const void *a, const void *b)
 
 /* The gateway's producer settings (gateway/producer.c): the latency measured
  * is the one a viewer's join sees. */
-static rd_kafka_t *gateway_like_producer(const char *brokers)
+static rd_kafka_t *gateway_like_producer(const char *brokers, const char *linger_ms)
 {
     char err[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err));
-    rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err));
+    rd_kafka_conf_set(conf, "linger.ms", linger_ms, err, sizeof(err));
     rd_kafka_conf_set(conf, "acks", "all", err, sizeof(err));
     rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -145,10 +153,11 @@ static rd_kafka_t *gateway_like_producer(const char *brokers)
  * does nothing else; per message, produce call to receipt. Whatever the
  * aggregator adds (decode, apply, the Redis write, the bench's 1 ms poll of
  * Redis) is the difference to the live row. Fills p50/p99 in ms; 0 on success. */
-static int kafka_floor(const char *brokers, const char *stack, long rate, long seconds, int parts, double *p50,
-                       double *p99)
+static int kafka_floor(const char *brokers, const char *stack, long rate, long seconds, int parts, int producers,
+                       const char *linger_ms, double *p50, double *p99)
 {
     char topic[128], cmd[1024], err[512];
+    rate = rate / producers * producers; /* each producer sends rate / producers */
     size_t total = (size_t)(rate * seconds);
     snprintf(topic, sizeof(topic), "bench.floor.%d", (int)getpid());
     snprintf(cmd, sizeof(cmd), "VC_STACK_DIR='%s' '%s/deploy/local/stack' broker topic %s %d >/dev/null", stack,
@@ -206,7 +215,22 @@ static int kafka_floor(const char *brokers, const char *stack, long rate, long s
         _exit(0);
     }
     close(fd[1]);
-    rd_kafka_t *rk = gateway_like_producer(brokers);
+    /* producers - 1 more processes, like as many gateways; each sends
+     * rate / producers */
+    pid_t kids[64];
+    int me = 0, nkids = 0;
+    for (int i = 1; i < producers && i < 64; i++) {
+        pid_t k = fork();
+        if (k == 0) {
+            me = i;
+            break;
+        }
+        if (k > 0)
+            kids[nkids++] = k;
+    }
+    rate /= producers;
+    total = (size_t)(rate * seconds);
+    rd_kafka_t *rk = gateway_like_producer(brokers, linger_ms);
     if (rk == NULL)
         return -1;
     /* a warm-up message per partition, then wait for the group */
@@ -237,8 +261,12 @@ static int kafka_floor(const char *brokers, const char *stack, long rate, long s
     }
     rd_kafka_flush(rk, 10000);
     rd_kafka_destroy(rk);
+    if (me > 0)
+        _exit(0);
     double r[2] = {-1, -1};
     int status;
+    for (int i = 0; i < nkids; i++)
+        waitpid(kids[i], &status, 0);
     ssize_t got = read(fd[0], r, sizeof(r));
     close(fd[0]);
     waitpid(pid, &status, 0);
@@ -291,9 +319,9 @@ static int live(int argc, char **argv)
         lc.off[i] = -1;
 
     double floor50 = -1, floor99 = -1;
-    if (kafka_floor(brokers, stack, rate, seconds, parts, &floor50, &floor99) != 0)
+    if (kafka_floor(brokers, stack, rate, seconds, parts, 1, "5", &floor50, &floor99) != 0)
         fprintf(stderr, "the Kafka-only floor was not measured\n");
-    rd_kafka_t *rk = gateway_like_producer(brokers);
+    rd_kafka_t *rk = gateway_like_producer(brokers, "5");
     vc_redis_conf rconf = {nodes, 0, 2000};
     vc_redis *r = vc_redis_new(&rconf, err, sizeof(err));
     if (rk == NULL || r == NULL) {
@@ -516,6 +544,26 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "live") == 0)
         return live(argc, argv);
+    if (argc > 1 && strcmp(argv[1], "floor") == 0) {
+        long rate = argc > 2 ? strtol(argv[2], NULL, 10) : 25000, seconds = argc > 3 ? strtol(argv[3], NULL, 10) : 8;
+        int producers = argc > 4 ? atoi(argv[4]) : 1;
+        const char *linger = argc > 5 ? argv[5] : "5";
+        double p50 = -1, p99 = -1, la[3];
+        if (producers < 1 || producers > 64 || rate < producers || seconds < 1) {
+            fprintf(stderr, "usage: bench_aggregator floor [events_per_s] [seconds] [producers 1-64] [linger_ms]\n");
+            return 2;
+        }
+        int rc = kafka_floor(env("VC_KAFKA_BROKERS"), env("VC_STACK_DIR"), rate, seconds, 12, producers, linger, &p50,
+                             &p99);
+        char p99s[64] = "not all received within 60 s";
+        if (rc == 0)
+            snprintf(p99s, sizeof(p99s), "%.1f", p99);
+        getloadavg(la, 3);
+        printf("| rate (events/s) | producers | linger.ms | Kafka-only p50 (ms) | Kafka-only p99 (ms) | load average |\n"
+               "|---|---|---|---|---|---|\n| %ld | %d | %s | %.1f | %s | %.1f |\n",
+               rate, producers, linger, p50, p99s, la[0]);
+        return rc == 0 ? 0 : 1;
+    }
     long viewers = argc > 1 ? strtol(argv[1], NULL, 10) : 200000, churn = argc > 2 ? strtol(argv[2], NULL, 10) : 400000;
     const char *brokers = env("VC_KAFKA_BROKERS"), *nodes = env("VC_REDIS_NODES"), *stack = env("VC_STACK_DIR");
     char topic[128], cmd[1024], err[512];
