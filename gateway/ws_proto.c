@@ -297,7 +297,9 @@ static void http_history(gw_service *s, struct lws *wsi, gw_session *pss, int64_
         GW_HISTORY_HOURS_MAX) "\"}\n";
     static const char no_db[] = "{\"error\":\"history unavailable: no database configured\"}\n";
     static const char busy[] = "{\"error\":\"history unavailable: too many reads waiting\"}\n";
-    char buf[64], *json;
+    /* Large enough for any argument (the headers are at most
+     * max_http_header_data, 4 KB): a long value is a 400, never "absent". */
+    char buf[4200], *json;
     const char *v = lws_get_urlarg_by_name(wsi, "hours=", buf, sizeof(buf));
     int64_t hours;
     int status;

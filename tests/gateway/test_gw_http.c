@@ -205,6 +205,12 @@ Test(history, bad_requests_are_400_with_a_json_error)
     }
     cr_expect_eq(gwh_http_get(gw.port, "/api/streams/42/history?hours", body, sizeof(body)), 400, "%s", body);
     cr_expect_eq(gwh_http_get(gw.port, "/api/streams/42/history?x=1&hours", body, sizeof(body)), 400, "%s", body);
+    {
+        char longpath[1200];
+
+        snprintf(longpath, sizeof(longpath), "/api/streams/42/history?hours=%01000d", 1);
+        cr_expect_eq(gwh_http_get(gw.port, longpath, body, sizeof(body)), 400, "a 1000-digit value: %s", body);
+    }
     cr_expect_eq(gwh_http_get(gw.port, "/api/streams/0/history", body, sizeof(body)), 400);
     cr_expect_str_eq(body, "{\"error\":\"malformed stream id\"}\n");
     cr_expect_eq(gwh_http_get(gw.port, "/api/streams/x/history", body, sizeof(body)), 400);
