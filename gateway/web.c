@@ -494,8 +494,8 @@ static char *catalog_read(gw_catalog *c)
         nst++;
     }
     mysql_free_result(res);
-    /* The category names need SELECT on categories, which the sink's user
-     * (what the stack gives the gateway) does not have: then ids only. */
+    /* The category names need SELECT on categories (vc_gateway_reader has
+     * it; a user without it, e.g. the sink's, gets ids only). */
     if (mysql_query(c->db, "SELECT category_id, name FROM categories ORDER BY category_id LIMIT " GW_STR(
                                GW_CATALOG_CATEGORIES_MAX)) == 0 &&
         (res = mysql_store_result(c->db)) != NULL) {
