@@ -3,6 +3,7 @@
 #include "history.h"
 
 #include <inttypes.h>
+#include <errmsg.h>
 #include <mysql.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -231,7 +232,21 @@ static int history_read(gw_history *h, int64_t stream, int hours, char **json, c
     pthread_mutex_lock(&h->mu);
     h->st.queries++;
     pthread_mutex_unlock(&h->mu);
-    if (mysql_query(h->db, q) != 0 || (res = mysql_store_result(h->db)) == NULL) {
+    int qrc = mysql_query(h->db, q);
+    if (qrc != 0 && (mysql_errno(h->db) == CR_SERVER_GONE_ERROR || mysql_errno(h->db) == CR_SERVER_LOST)) {
+        /* The server closed a connection that sat idle (wait_timeout, a
+         * replica restart): one retry on a fresh one before a 503. */
+        mysql_close(h->db);
+        if ((h->db = history_connect(h, err, errsize)) == NULL) {
+            h->retry_ms = mono_ms() + GW_HISTORY_RETRY_MS;
+            return -1;
+        }
+        pthread_mutex_lock(&h->mu);
+        h->st.queries++;
+        pthread_mutex_unlock(&h->mu);
+        qrc = mysql_query(h->db, q);
+    }
+    if (qrc != 0 || (res = mysql_store_result(h->db)) == NULL) {
         snprintf(err, errsize, "%s", mysql_error(h->db));
         mysql_close(h->db);
         h->db = NULL;
@@ -284,6 +299,18 @@ static void cache_put(gw_history *h, int64_t stream, int hours, int status, cons
         h->cache_bytes -= c->len;
         free(c->json);
         memset(c, 0, sizeof(*c));
+    }
+    if (h->cache_bytes + len > GW_HISTORY_CACHE_BYTES) {
+        /* expired answers elsewhere still hold bytes: free them first */
+        int64_t now = mono_ms();
+        for (size_t i = 0; i < GW_HISTORY_CACHE_SLOTS; i++) {
+            cache_slot *e = &h->cache[i];
+            if (e->json && now - e->at_ms >= e->ttl_ms) {
+                h->cache_bytes -= e->len;
+                free(e->json);
+                memset(e, 0, sizeof(*e));
+            }
+        }
     }
     if (h->cache_bytes + len > GW_HISTORY_CACHE_BYTES || (copy = strdup(json)) == NULL)
         return;

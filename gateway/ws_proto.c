@@ -341,9 +341,13 @@ static void http_static(gw_service *s, struct lws *wsi, gw_session *pss, const c
         if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 && gw_web_etag_match(inm, f->etag)) {
             s->m.web_not_modified++;
             http_respond(pss, wsi, 304, f->ctype, "", 0);
+            if (pss->status != 304)
+                break; /* out of memory: a bare 500 */
             pss->body_len = (uint32_t)f->len; /* the length a 200 would have: RFC 9110 8.6 */
         } else {
             http_respond(pss, wsi, 200, f->ctype, "", 0);
+            if (pss->status != 200)
+                break;
             pss->body_static = (const unsigned char *)f->body;
             pss->body_len = (uint32_t)f->len;
         }

@@ -277,6 +277,75 @@ Test(history, one_query_for_many_requests)
     mysql_close(db);
 }
 
+/* The local ports of the gateway's (pid) TCP connections to the given
+ * remote port, from ss (the history thread, the catalog thread and the
+ * counts reader may each hold one); returns how many (at most max). */
+static int gateway_local_ports(pid_t pid, int remote_port, int *ports, int max)
+{
+    char cmd[256], line[512], want[32];
+    int n = 0;
+    FILE *f;
+
+    snprintf(cmd, sizeof(cmd), "ss -Htnp state established '( dport = :%d )' 2>/dev/null", remote_port);
+    snprintf(want, sizeof(want), "pid=%d,", (int)pid);
+    f = popen(cmd, "r");
+    cr_assert_not_null(f);
+    while (n < max && fgets(line, sizeof(line), f))
+        if (strstr(line, want)) {
+            char local[128];
+            const char *colon;
+            /* Recv-Q Send-Q Local:Port Peer:Port ... */
+            if (sscanf(line, "%*s %*s %127s", local) == 1 && (colon = strrchr(local, ':')) != NULL)
+                ports[n++] = atoi(colon + 1);
+        }
+    pclose(f);
+    return n;
+}
+
+Test(history, a_connection_the_server_closed_is_reopened_not_a_503)
+{
+    int64_t s = unique_stream(6), now = (int64_t)time(NULL), base = now - now % 300;
+    row r = {base - 600, 300, "4", "4", 4, 4, 4, 4, 4};
+    MYSQL *db = db_connect("VC_MYSQL_HOST", "VC_MYSQL_PORT");
+    MYSQL *rd;
+    char path[128], body[2048], want[2048], q[256];
+    int local[16], nlocal, killed = 0;
+
+    seed(db, s, &r);
+    replica_wait(s, 1);
+    /* the first read opens the history thread's connection to the replica */
+    snprintf(path, sizeof(path), "/api/streams/%lld/history?hours=2", (long long)s);
+    cr_assert_eq(gwh_http_get(gw.port, path, body, sizeof(body)), 200, "%s", body);
+
+    /* the server closes it (as wait_timeout or a replica restart would):
+     * KILL the thread whose client is the gateway's connection (same user) */
+    nlocal = gateway_local_ports(gw.pid, atoi(gwh_env("VC_MYSQL_READER_PORT")), local, 16);
+    cr_assert_gt(nlocal, 0, "no connection of the gateway to the replica");
+    rd = db_connect("VC_MYSQL_READER_HOST", "VC_MYSQL_READER_PORT");
+    for (int i = 0; i < nlocal; i++) {
+        snprintf(q, sizeof(q), "SELECT id FROM information_schema.PROCESSLIST WHERE host LIKE '%%:%d'", local[i]);
+        db_exec(rd, q);
+        MYSQL_RES *res = mysql_store_result(rd);
+        cr_assert_not_null(res);
+        MYSQL_ROW id;
+        while ((id = mysql_fetch_row(res)) != NULL) {
+            snprintf(q, sizeof(q), "KILL CONNECTION %s", id[0]);
+            db_exec(rd, q);
+            killed++;
+        }
+        mysql_free_result(res);
+    }
+    mysql_close(rd);
+    cr_assert_eq(killed, nlocal, "killed %d of the gateway's %d connections", killed, nlocal);
+
+    /* a key not in the cache: read on a fresh connection, answered 200 */
+    snprintf(path, sizeof(path), "/api/streams/%lld/history?hours=3", (long long)s);
+    cr_assert_eq(gwh_http_get(gw.port, path, body, sizeof(body)), 200, "%s", body);
+    expected(want, sizeof(want), s, 3, &r, 1);
+    cr_expect_str_eq(body, want);
+    mysql_close(db);
+}
+
 /* A gateway whose database settings point where nothing listens. */
 static int dead_port(void)
 {
