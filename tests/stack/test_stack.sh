@@ -153,6 +153,16 @@ LISTENER=
 check "down after a failed up" stack_in c "$C" down
 check "nothing of stack c runs" test -z "$(live_pids_under "$WORK/c")"
 
+# ---- one database user for two services is refused (its role would replace the other's)
+rm -rf "$WORK/c"
+if out=$(VC_MYSQL_GATEWAY_USER=vc_sink stack_in c "$C" up --infra 2>&1); then
+    not_ok "up refuses the sink's user for the gateway" "$out"
+else
+    ok "up refuses the sink's user for the gateway"
+    check "the error names both settings" grep -q "VC_MYSQL_GATEWAY_USER and VC_MYSQL_USER are both 'vc_sink'" <<<"$out"
+fi
+check "down after the refused up" stack_in c "$C" down
+
 # ---- down leaves nothing; the other stack is untouched
 apids=$(live_pids_under "$WORK/a")
 check "stack a down" stack_in a "$A" down
