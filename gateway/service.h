@@ -53,6 +53,15 @@ enum {
 
 /* Per-connection state: lws allocates it (per_session_data_size) and frees
  * it; keep it small, it is most of a viewer's cost. */
+/* One HTTP answer shared by every request that waited for it (a crowd opening
+ * a star's page at once gets one copy, not one each): counted references, freed
+ * after the last one is written or its connection closes. */
+typedef struct gw_shared_body {
+    uint32_t refs;
+    uint32_t len;
+    unsigned char data[];       /* LWS_PRE headroom, then len bytes */
+} gw_shared_body;
+
 typedef struct gw_session {
     struct lws *wsi;
     gw_stream *stream;
@@ -77,6 +86,7 @@ typedef struct gw_session {
     uint32_t body_len;
     uint16_t status;
     const unsigned char *body_static; /* a static file's body in memory (web.h), instead of body */
+    struct gw_shared_body *shared; /* or a body shared with other requests (history answers) */
     const char *etag;           /* its ETag, sent with it */
     uint8_t waiting;            /* 1: stream read, 2: ranking, 3: history */
     int64_t api_id;             /* stream id, or category for the ranking */

@@ -199,8 +199,16 @@ static void viewer_cork(gw_session *pss, struct lws *wsi, int on)
 
 /* ---- HTTP ---- */
 
+static void shared_release(gw_session *pss)
+{
+    if (pss->shared && --pss->shared->refs == 0)
+        free(pss->shared);
+    pss->shared = NULL;
+}
+
 static void http_respond(gw_session *pss, struct lws *wsi, unsigned status, int ctype, const char *body, size_t len)
 {
+    shared_release(pss);
     pss->body_static = NULL;
     pss->etag = NULL;
     free(pss->body);
@@ -493,7 +501,10 @@ static int http_writeable(struct lws *wsi, gw_session *pss)
 {
     static const char no_cache[] = "no-cache";
     unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof(hdr) - 1;
-    unsigned char *body = pss->body_static ? (unsigned char *)pss->body_static : pss->body ? pss->body + LWS_PRE : NULL;
+    unsigned char *body = pss->shared        ? pss->shared->data + LWS_PRE
+                          : pss->body_static ? (unsigned char *)pss->body_static
+                          : pss->body        ? pss->body + LWS_PRE
+                                             : NULL;
     int rc;
 
     if (pss->status == 0)
@@ -516,6 +527,7 @@ static int http_writeable(struct lws *wsi, gw_session *pss)
     rc = pss->body_len && body && pss->status != 304 ? lws_write(wsi, body, pss->body_len, LWS_WRITE_HTTP_FINAL) : 0;
     free(pss->body);
     pss->body = NULL;
+    shared_release(pss);
     pss->body_static = NULL;
     pss->etag = NULL;
     pss->status = 0;
@@ -860,6 +872,7 @@ int gw_proto_callback(struct lws *wsi, enum lws_callback_reasons reason, void *u
                 http_unwait(s, pss);
             free(pss->body);
             pss->body = NULL;
+            shared_release(pss);
             if (pss->admitted && pss->kind == GW_SESS_HTTP) {
                 gw_limiter_release(s->lim, pss->ip);
                 pss->admitted = 0;
@@ -1027,6 +1040,9 @@ void gw_proto_take_history(gw_service *s)
 
     gw_history_take(s->history, &a, &n);
     for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(a[i].json);
+        gw_shared_body *b = NULL;
+
         for (gw_session **pp = &s->http_waiting; *pp;) {
             gw_session *h = *pp;
 
@@ -1035,10 +1051,25 @@ void gw_proto_take_history(gw_service *s)
                 h->http_next = NULL;
                 h->waiting = 0;
                 lws_set_timeout(h->wsi, NO_PENDING_TIMEOUT, 0);
-                http_respond(h, h->wsi, (unsigned)a[i].status, GW_CT_JSON, a[i].json, strlen(a[i].json));
+                /* one copy of the answer for all its waiters */
+                if (b == NULL && (b = malloc(sizeof(*b) + LWS_PRE + len)) != NULL) {
+                    b->refs = 0;
+                    b->len = (uint32_t)len;
+                    memcpy(b->data + LWS_PRE, a[i].json, len);
+                }
+                http_respond(h, h->wsi, (unsigned)a[i].status, GW_CT_JSON, "", 0);
+                if (b == NULL) {
+                    h->status = 500; /* out of memory */
+                } else if (h->status == (uint16_t)a[i].status) {
+                    h->shared = b;
+                    b->refs++;
+                    h->body_len = b->len;
+                }
             } else
                 pp = &h->http_next;
         }
+        if (b != NULL && b->refs == 0)
+            free(b);
         free(a[i].json);
     }
     free(a);
