@@ -278,6 +278,7 @@ static int parts_load(agg_service *svc, const int32_t *ps, int n, int64_t *start
 
 static void parts_drop(agg_service *svc, int32_t p)
 {
+    svc->nages = 0; /* pending ages may be of this partition's events: drop them (a metric only) */
     agg_part_destroy(svc->parts[p]);
     svc->parts[p] = NULL;
     svc->seek_to[p] = -1;
@@ -295,6 +296,7 @@ static int part_reload(agg_service *svc, int32_t p, int64_t stored)
 
     LOG(svc, "partition %d: Redis holds offset %" PRId64 ", this instance %" PRId64
              ": recovering the state again", p, stored, before);
+    svc->nages = 0; /* its events may be noted again after the seek: drop the pending ages (a metric only) */
     atomic_fetch_add(&svc->m->gaps, 1);
     if (parts_load(svc, &p, 1, &start) < 0)
         return -1;
