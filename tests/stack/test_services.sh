@@ -42,6 +42,10 @@ check "the sink has VC_SINK_HTTP_PORT=B+40" environ_has sink "VC_SINK_HTTP_PORT=
 check "the sink has the env's VC_KAFKA_BROKERS" environ_has sink "VC_KAFKA_BROKERS=$brokers"
 check "gateway-0 connects to MariaDB as vc_gateway" environ_has gateway-0 VC_MYSQL_USER=vc_gateway
 check "aggregator-0 connects to MariaDB as vc_aggregator" environ_has aggregator-0 VC_MYSQL_USER=vc_aggregator
+check "only the gateways hold the token secret" bash -c "
+    tr '\\0' '\\n' </proc/$(pid_of gateway-0)/environ | grep -q '^VC_TOKEN_SECRET=.' &&
+    ! tr '\\0' '\\n' </proc/$(pid_of aggregator-0)/environ | grep -q '^VC_TOKEN_SECRET=' &&
+    ! tr '\\0' '\\n' </proc/$(pid_of sink)/environ | grep -q '^VC_TOKEN_SECRET='"
 check "the sink has VC_MYSQL_USER=vc_sink" environ_has sink VC_MYSQL_USER=vc_sink
 for p in $((BASE + 20)) $((BASE + 21)) $((BASE + 30)) $((BASE + 40)); do
     check "port $p listens" bash -c "ss -Hltn 'sport = :$p' | grep -q ."
