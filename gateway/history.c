@@ -1,6 +1,7 @@
 /* history.c -- a stream's rollups from viewer_history, read off the loop
  * (see history.h). */
 #include "history.h"
+#include "db.h"
 
 #include <inttypes.h>
 #include <errmsg.h>
@@ -144,7 +145,8 @@ typedef struct {
 } history_key;
 
 struct gw_history {
-    gw_history_conf conf;       /* strings owned */
+    gw_history_conf conf;       /* its strings are not kept: see dbc */
+    gw_db_conf dbc;             /* the database settings, owned */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;
@@ -181,27 +183,10 @@ static size_t slot_of(int64_t stream, int hours)
     return (size_t)(x % GW_HISTORY_CACHE_SLOTS);
 }
 
+/* recorded_at is a UTC DATETIME: UNIX_TIMESTAMP() must read it as UTC. */
 static MYSQL *history_connect(gw_history *h, char *err, size_t errsize)
 {
-    unsigned connect_timeout = 3, io_timeout = 5;
-    MYSQL *db = mysql_init(NULL);
-
-    if (db == NULL) {
-        snprintf(err, errsize, "out of memory");
-        return NULL;
-    }
-    mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &connect_timeout);
-    mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &io_timeout);
-    mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &io_timeout);
-    /* recorded_at is a UTC DATETIME: UNIX_TIMESTAMP() must read it as UTC. */
-    mysql_options(db, MYSQL_INIT_COMMAND, "SET time_zone = '+00:00'");
-    if (mysql_real_connect(db, h->conf.mysql_host, h->conf.mysql_user, h->conf.mysql_password, h->conf.mysql_db,
-                           (unsigned)h->conf.mysql_port, NULL, 0) == NULL) {
-        snprintf(err, errsize, "%s", mysql_error(db));
-        mysql_close(db);
-        return NULL;
-    }
-    return db;
+    return gw_db_connect(&h->dbc, 3, 5, "SET time_zone = '+00:00'", err, errsize);
 }
 
 /* One read: 0 and the JSON, or -1 (err says why; the connection is dropped). */
@@ -368,8 +353,8 @@ static void *history_main(void *arg)
         } else {
             status = 503;
             if (!h->logged) {
-                fprintf(stderr, "vc-gateway: history: database unavailable (%s:%d): %s\n", h->conf.mysql_host,
-                        h->conf.mysql_port, err);
+                fprintf(stderr, "vc-gateway: history: database unavailable (%s:%d): %s\n", h->dbc.host,
+                        h->dbc.port, err);
                 h->logged = 1;
             }
             json = strdup("{\"error\":\"history unavailable: the database cannot be reached\"}");
@@ -397,14 +382,6 @@ static void *history_main(void *arg)
     return NULL;
 }
 
-static void conf_free(gw_history_conf *c)
-{
-    free((char *)c->mysql_host);
-    free((char *)c->mysql_user);
-    free((char *)c->mysql_password);
-    free((char *)c->mysql_db);
-}
-
 gw_history *gw_history_new(const gw_history_conf *conf, char *errstr, size_t errstr_size)
 {
     gw_history *h = calloc(1, sizeof(*h));
@@ -414,20 +391,22 @@ gw_history *gw_history_new(const gw_history_conf *conf, char *errstr, size_t err
         return NULL;
     }
     h->conf = *conf;
-    h->conf.mysql_host = strdup(conf->mysql_host ? conf->mysql_host : "");
-    h->conf.mysql_user = strdup(conf->mysql_user ? conf->mysql_user : "");
-    h->conf.mysql_password = strdup(conf->mysql_password ? conf->mysql_password : "");
-    h->conf.mysql_db = strdup(conf->mysql_db ? conf->mysql_db : "");
+    h->conf.mysql_host = h->conf.mysql_user = h->conf.mysql_password = h->conf.mysql_db = NULL;
+    if (gw_db_conf_copy(&h->dbc, conf->mysql_host, conf->mysql_port, conf->mysql_user, conf->mysql_password,
+                        conf->mysql_db) < 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        free(h);
+        return NULL;
+    }
     if (h->conf.cache_ms < 0)
         h->conf.cache_ms = 0;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cond, NULL);
-    if (!h->conf.mysql_host || !h->conf.mysql_user || !h->conf.mysql_password || !h->conf.mysql_db ||
-        pthread_create(&h->thread, NULL, history_main, h) != 0) {
+    if (pthread_create(&h->thread, NULL, history_main, h) != 0) {
         snprintf(errstr, errstr_size, "history: cannot start its thread");
         pthread_mutex_destroy(&h->mu);
         pthread_cond_destroy(&h->cond);
-        conf_free(&h->conf);
+        gw_db_conf_free(&h->dbc);
         free(h);
         return NULL;
     }
@@ -450,7 +429,7 @@ void gw_history_destroy(gw_history *h)
     for (size_t i = 0; i < h->ndone; i++)
         free(h->done[i].json);
     free(h->done);
-    conf_free(&h->conf);
+    gw_db_conf_free(&h->dbc);
     free(h);
 }
 

@@ -1,5 +1,6 @@
 /* web.c -- static files of the viewer web page (see web.h). */
 #include "web.h"
+#include "db.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -436,7 +437,8 @@ char *gw_catalog_format(const gw_catalog_stream *streams, size_t nstreams, const
 }
 
 struct gw_catalog {
-    gw_catalog_conf conf;         /* strings owned */
+    gw_catalog_conf conf;         /* its strings are not kept: see dbc */
+    gw_db_conf dbc;               /* the database settings, owned */
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cond;
@@ -448,21 +450,8 @@ struct gw_catalog {
 
 static MYSQL *catalog_connect(gw_catalog *c)
 {
-    unsigned timeout = 3;
-    MYSQL *db = mysql_init(NULL);
-
-    if (db == NULL)
-        return NULL;
-    mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
-    mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &timeout);
-    mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &timeout);
-    mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (mysql_real_connect(db, c->conf.mysql_host, c->conf.mysql_user, c->conf.mysql_password, c->conf.mysql_db,
-                           (unsigned)c->conf.mysql_port, NULL, 0) == NULL) {
-        mysql_close(db);
-        return NULL;
-    }
-    return db;
+    char err[256];
+    return gw_db_connect(&c->dbc, 3, 3, NULL, err, sizeof(err));
 }
 
 /* One read of the catalog into a new JSON text, or NULL (the connection is
@@ -558,11 +547,6 @@ static void *catalog_main(void *arg)
     return NULL;
 }
 
-static char *dup_str(const char *s)
-{
-    return strdup(s ? s : "");
-}
-
 gw_catalog *gw_catalog_new(const gw_catalog_conf *conf, char *errstr, size_t errstr_size)
 {
     gw_catalog *c = calloc(1, sizeof(*c));
@@ -572,23 +556,22 @@ gw_catalog *gw_catalog_new(const gw_catalog_conf *conf, char *errstr, size_t err
         return NULL;
     }
     c->conf = *conf;
-    c->conf.mysql_host = dup_str(conf->mysql_host);
-    c->conf.mysql_user = dup_str(conf->mysql_user);
-    c->conf.mysql_password = dup_str(conf->mysql_password);
-    c->conf.mysql_db = dup_str(conf->mysql_db);
+    c->conf.mysql_host = c->conf.mysql_user = c->conf.mysql_password = c->conf.mysql_db = NULL;
+    if (gw_db_conf_copy(&c->dbc, conf->mysql_host, conf->mysql_port, conf->mysql_user, conf->mysql_password,
+                        conf->mysql_db) < 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        free(c);
+        return NULL;
+    }
     if (c->conf.refresh_ms < 100)
         c->conf.refresh_ms = 100;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
-    if (!c->conf.mysql_host || !c->conf.mysql_user || !c->conf.mysql_password || !c->conf.mysql_db ||
-        pthread_create(&c->thread, NULL, catalog_main, c) != 0) {
+    if (pthread_create(&c->thread, NULL, catalog_main, c) != 0) {
         snprintf(errstr, errstr_size, "catalog: cannot start its thread");
         pthread_mutex_destroy(&c->mu);
         pthread_cond_destroy(&c->cond);
-        free((char *)c->conf.mysql_host);
-        free((char *)c->conf.mysql_user);
-        free((char *)c->conf.mysql_password);
-        free((char *)c->conf.mysql_db);
+        gw_db_conf_free(&c->dbc);
         free(c);
         return NULL;
     }
@@ -620,9 +603,6 @@ void gw_catalog_destroy(gw_catalog *c)
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
     free(c->json);
-    free((char *)c->conf.mysql_host);
-    free((char *)c->conf.mysql_user);
-    free((char *)c->conf.mysql_password);
-    free((char *)c->conf.mysql_db);
+    gw_db_conf_free(&c->dbc);
     free(c);
 }
