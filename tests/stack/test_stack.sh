@@ -163,6 +163,12 @@ else
 fi
 check "down after the refused up" stack_in c "$C" down
 
+# ---- keys in the nodes' RDB files (a replica writes one at every full sync)
+# must not stop the next up from forming a fresh cluster
+check "a key, saved to disk by every node" bash -c "
+    redis-cli -c -p $A set stack:test:rdb 1 >/dev/null && sleep 1 &&
+    for p in \$(seq $A $((A + 5))); do redis-cli -p \$p save | grep -q OK || exit 1; done"
+
 # ---- down leaves nothing; the other stack is untouched
 apids=$(live_pids_under "$WORK/a")
 check "stack a down" stack_in a "$A" down
